@@ -1,0 +1,214 @@
+"""One configuration object for the whole book: profiles, overrides and validation.
+
+A chapter's ``parameters`` cell names a profile and any overrides; ``make_config`` turns them into
+one frozen :class:`Config` that every function of :mod:`igkd_lib` takes. Explained in the
+introduction of the book ("Profiles").
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Config", "ConfigError", "PROFILES", "make_config", "parse_override", "default_cache_dir"]
+
+IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+IG_BASELINES = ("black", "mean")
+IG_TARGETS = ("label", "prediction")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DATA_SOURCES = ("auto", "torchvision", "offline")
+MAP_ALIGNMENTS = ("aligned", "official")
+TEACHER_LOGITS = ("online", "cached")
+TEACHER_SOURCES = ("shipped", "train")
+STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed; the message names the field and what is allowed."""
+
+
+def default_cache_dir() -> str:
+    """``$IGKD_CACHE`` if set, else ``~/.cache/igkd``."""
+    return os.environ.get("IGKD_CACHE", str(Path.home() / ".cache" / "igkd"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of the pipeline. Build one with :func:`make_config`, never by hand."""
+
+    profile: str = "quick"
+    device: str = "auto"
+    num_threads: int = 0  # 0: leave torch's default
+    cache_dir: str = field(default_factory=default_cache_dir)
+    # data
+    data_source: str = "auto"
+    data_root: str = ""
+    n_train: int = 50_000
+    n_test: int = 10_000
+    subset_seed: int = 0
+    # seeds of repeated student runs
+    seeds: tuple = (0,)
+    # teacher
+    teacher_source: str = "shipped"
+    teacher_epochs: int = 100
+    teacher_batch_size: int = 256
+    teacher_lr: float = 1e-2
+    teacher_weight_decay: float = 1e-2
+    teacher_warmup: float = 0.3
+    # student
+    student_cut: int = 5
+    student_epochs: int = 100
+    student_batch_size: int = 64
+    student_lr: float = 1e-3
+    crop_padding: int = 4
+    flip: bool = True
+    eval_batch_size: int = 500
+    # integrated gradients
+    ig_steps: int = 50
+    ig_method: str = "gausslegendre"
+    ig_baseline: str = "black"
+    ig_target: str = "label"
+    ig_chunk: int = 256  # interpolation points per forward/backward
+    # distillation and overlay
+    temperature: float = 2.5
+    alpha: float = 0.01
+    p: float = 0.1
+    blend: float = 0.5
+    exponent_low: float = 1.0
+    exponent_high: float = 2.0
+    map_alignment: str = "aligned"
+    shuffle_maps: bool = False
+    teacher_logits: str = "online"
+
+    def replace(self, **overrides: Any) -> "Config":
+        """A validated copy with some fields changed (same rules as :func:`make_config`)."""
+        return make_config(self.profile, _base=self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key_fields(self, *names: str) -> dict:
+        """The named fields, for cache keys."""
+        return {name: getattr(self, name) for name in names}
+
+
+_SMOKE = dict(
+    n_train=256, n_test=200, seeds=(0,), teacher_epochs=1, teacher_batch_size=64,
+    student_epochs=1, student_batch_size=64, ig_steps=8, ig_chunk=128, eval_batch_size=200,
+)
+_QUICK = dict(
+    n_train=2048, n_test=1000, seeds=(0, 1), teacher_epochs=3, teacher_batch_size=128,
+    student_epochs=2, student_batch_size=64, ig_steps=16, ig_chunk=256, eval_batch_size=500,
+)
+_PAPER = dict(
+    n_train=50_000, n_test=10_000, seeds=tuple(range(10)), teacher_source="shipped",
+    teacher_epochs=100, teacher_batch_size=256, student_epochs=100, student_batch_size=64,
+    ig_steps=50, ig_chunk=1024, eval_batch_size=1000,
+)
+PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
+
+
+def make_config(profile: str = "quick", _base: Config | None = None, **overrides: Any) -> Config:
+    """Build a validated :class:`Config` from a profile name and overrides by field name.
+
+    Overrides may be given as strings (from the CLI or papermill); they are converted to the
+    field's type. An unknown field, a wrong type or a value out of range raises :class:`ConfigError`.
+    """
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is not a profile; allowed: {', '.join(PROFILES)}")
+    names = {f.name for f in fields(Config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(names))}")
+    values = dict(PROFILES[profile]) if _base is None else _base.to_dict()
+    values["profile"] = profile
+    hints = typing.get_type_hints(Config)
+    for name, value in overrides.items():
+        values[name] = _coerce(name, value, hints[name])
+    if _base is None:
+        for name in values:
+            values[name] = _coerce(name, values[name], hints[name])
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """Split ``key=value`` from ``--set``; the value is converted later by :func:`make_config`."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list of integers"}
+    try:
+        if hint is bool:
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if hint is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if hint is tuple:
+            if isinstance(value, str):
+                value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = [value]
+            items = tuple(int(v) for v in value)
+            if any(isinstance(v, bool) for v in value):
+                raise TypeError
+            return items
+        if hint is str:
+            if not isinstance(value, (str, os.PathLike)):
+                raise TypeError
+            return str(value)
+    except (TypeError, ValueError, json.JSONDecodeError):
+        pass
+    raise ConfigError(f"{name}={value!r} has the wrong type; expected {kind.get(hint, hint)}")
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+
+
+def _validate(c: Config) -> None:
+    choices = dict(
+        device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
+        ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, teacher_logits=TEACHER_LOGITS,
+        teacher_source=TEACHER_SOURCES,
+    )
+    for name, allowed in choices.items():
+        value = getattr(c, name)
+        _check(value in allowed or (name == "device" and value.startswith("cuda:")), name, value, ", ".join(allowed))
+    _check(c.student_cut in STUDENT_CUTS, "student_cut", c.student_cut, ", ".join(map(str, STUDENT_CUTS)))
+    _check(1 <= c.n_train <= 50_000, "n_train", c.n_train, "an integer in [1, 50000]")
+    _check(1 <= c.n_test <= 10_000, "n_test", c.n_test, "an integer in [1, 10000]")
+    for name in ("teacher_epochs", "student_epochs", "teacher_batch_size", "student_batch_size",
+                 "eval_batch_size", "ig_steps", "ig_chunk"):
+        _check(getattr(c, name) >= 1, name, getattr(c, name), "an integer >= 1")
+    for name in ("num_threads", "crop_padding", "subset_seed"):
+        _check(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
+    for name in ("alpha", "p", "blend", "teacher_warmup"):
+        _check(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
+    _check(c.temperature > 0, "temperature", c.temperature, "a number > 0")
+    for name in ("teacher_lr", "student_lr"):
+        _check(getattr(c, name) > 0, name, getattr(c, name), "a number > 0")
+    _check(c.teacher_weight_decay >= 0, "teacher_weight_decay", c.teacher_weight_decay, "a number >= 0")
+    _check(0 < c.exponent_low <= c.exponent_high, "exponent_low/exponent_high",
+           (c.exponent_low, c.exponent_high), "0 < exponent_low <= exponent_high")
+    _check(len(c.seeds) >= 1 and all(s >= 0 for s in c.seeds), "seeds", c.seeds, "a non-empty list of integers >= 0")
+    _check(bool(c.cache_dir), "cache_dir", c.cache_dir, "a directory path")

@@ -1,0 +1,81 @@
+"""Where a number came from: device, commit, versions, threads, profile and data source.
+
+Every result table, figure caption and cached run carries :func:`provenance`.
+"""
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+
+from .config import Config
+
+__all__ = ["resolve_device", "device_name", "git_commit", "provenance", "provenance_line", "seed_everything"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; a named device that is absent is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} is not available here; allowed: auto, cpu" +
+                         (", mps" if torch.backends.mps.is_available() else ""))
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' is not available here; allowed: auto, cpu")
+    return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    """A human name: the GPU model, or the CPU with its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The repository's commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(config: Config, data_source: str | None = None) -> dict:
+    """The fields every result carries."""
+    device = resolve_device(config.device)
+    return {
+        "profile": config.profile,
+        "seeds": list(config.seeds),
+        "data_source": data_source or config.data_source,
+        "device": device_name(device),
+        "commit": git_commit(),
+        "torch": torch.__version__,
+    }
+
+
+def provenance_line(config: Config, data_source: str | None = None) -> str:
+    """One line for beside a figure or table."""
+    p = provenance(config, data_source)
+    return (f"profile={p['profile']} · seeds={p['seeds']} · data={p['data_source']} · device={p['device']} · "
+            f"commit={p['commit']} · torch={p['torch']}")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG and return a CPU generator seeded the same way."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

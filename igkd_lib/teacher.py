@@ -65,6 +65,7 @@ def recipe_from_config(config: Config) -> TeacherRecipe:
 def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: torch.device,
                   checkpoint: Path | None = None, progress: bool = True, **loop_options) -> TrainResult:
     """Train a fresh teacher with ``recipe`` (SGD Nesterov, warm-up-cosine, crop + flip)."""
+    torch.manual_seed(recipe.seed)  # the initial weights are part of the run
     model = models.teacher()
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
                                 weight_decay=recipe.weight_decay)

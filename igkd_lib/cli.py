@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="method (repeatable; default: all four for run, kd_ig for train)")
         if name == "train":
             command.add_argument("--seed", type=int, default=0)
+        if name == "book":
+            command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     for name, (_, help_text) in _BENCHES.items():

@@ -1,0 +1,132 @@
+"""``python -m igkd_lib bench ig``: this IG engine against captum and the forward+backward floor.
+
+In one run, on the same images and the same number of interpolation points, it measures points/s of
+(1) captum as the official code called it (``attribute`` on batches of 8 images, Gauss-Legendre),
+(2) captum at its best ``internal_batch_size``, (3) this engine at its best chunk size and (4) the
+floor: a bare forward + input-gradient backward of the teacher at the best batch size. It prints the
+table, the engine's agreement with captum, and the ratios last. A figure, never a timed test.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import models
+from ..attribution import frozen, integrated_gradients
+from ..config import Config
+from ..provenance import device_name, resolve_device
+
+__all__ = ["run", "ratios", "cli"]
+
+
+def _timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: bool) -> float:
+    """Best wall time of ``repeats`` calls (synchronised on CUDA), after one warm-up call if ``warmup``."""
+    if warmup:
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _teacher(config: Config, device: torch.device) -> tuple[nn.Module, str]:
+    """The shipped teacher if present (speed does not depend on the weights), else a fresh one."""
+    from ..teacher import load_shipped_teacher
+
+    shipped = load_shipped_teacher()
+    model, origin = (shipped[0], "shipped") if shipped is not None else (models.teacher().eval(), "fresh")
+    return model.to(device=device, memory_format=torch.channels_last).eval(), origin
+
+
+def _captum(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_steps: int, images_per_call: int,
+            internal: int | None) -> torch.Tensor:
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(model)
+    return torch.cat([ig.attribute(x[s:s + images_per_call], target=y[s:s + images_per_call], n_steps=n_steps,
+                                   method="gausslegendre", internal_batch_size=internal)
+                      for s in range(0, len(x), images_per_call)])
+
+
+def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int, batch: int) -> None:
+    """Forward + input-gradient backward over ``points`` inputs in batches of ``batch``."""
+    with frozen(model):
+        for start in range(0, points, batch):
+            k = min(batch, points - start)
+            rows = torch.arange(start, start + k, device=x.device) % len(x)
+            xb = x[rows].contiguous(memory_format=torch.channels_last).requires_grad_(True)
+            torch.autograd.grad(model(xb).gather(1, y[rows].unsqueeze(1)).sum(), xb)
+
+
+# Defaults per device type: (images, engine/floor batch sizes, captum internal batch sizes). The CPU's
+# are small because one teacher forward+backward costs ~0.1 s of a 2-core CPU per point batch of ~10.
+_DEFAULTS = {"cpu": (2, (50, 100), (50,)), "cuda": (64, (400, 1600, 3200), (800, 3200))}
+
+
+def run(config: Config, n_images: int | None = None, n_steps: int = 50, chunk_sizes: tuple | None = None,
+        captum_internal: tuple | None = None, repeats: int = 1, seed: int = 0, warmup: bool = True) -> pd.DataFrame:
+    """One row per (variant, batch): ``points``, ``seconds``, ``points_per_s``; plus ``max_rel_diff``.
+
+    Pixels are random (speed does not depend on them). Batch is points per forward except for
+    captum-as-official, which is 8 images per ``attribute`` call (8 x n_steps points). ``None``:
+    the device's defaults (``_DEFAULTS``).
+    """
+    device = resolve_device(config.device)
+    defaults = _DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
+    n_images, chunk_sizes = n_images or defaults[0], chunk_sizes or defaults[1]
+    captum_internal = captum_internal or defaults[2]
+    model, origin = _teacher(config, device)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_images, 3, 32, 32, generator=generator).to(device)
+    y = torch.randint(0, 10, (n_images,), generator=generator).to(device)
+    points, rows = n_images * n_steps, []
+
+    def add(variant: str, batch: int, fn: Callable[[], object]) -> None:
+        seconds = _timed(fn, device, repeats, warmup)
+        rows.append(dict(variant=variant, batch=batch, points=points, seconds=seconds, points_per_s=points / seconds))
+
+    add("captum as official (batch 8)", 8 * n_steps, lambda: _captum(model, x, y, n_steps, 8, None))
+    for internal in captum_internal:
+        add("captum internal_batch_size", internal, lambda: _captum(model, x, y, n_steps, n_images, internal))
+    for chunk in chunk_sizes:
+        add("this engine", chunk, lambda: integrated_gradients(model, x, y, n_steps=n_steps, chunk_size=chunk))
+    for chunk in chunk_sizes:
+        add("floor (forward + input grad)", chunk, lambda: _floor(model, x, y, points, chunk))
+    table = pd.DataFrame(rows)
+    ours = integrated_gradients(model, x, y, n_steps=n_steps, chunk_size=chunk_sizes[-1]).attributions
+    theirs = _captum(model, x, y, n_steps, 8, None).cpu()
+    table.attrs.update(max_rel_diff=float((ours - theirs).abs().max() / theirs.abs().max()), teacher=origin,
+                       device=device_name(device), n_images=n_images, n_steps=n_steps)
+    return table
+
+
+def ratios(table: pd.DataFrame) -> dict:
+    """Best points/s of each variant and the ratios the issue sets targets for."""
+    best = table.groupby("variant")["points_per_s"].max()
+    captum_best = max(best["captum internal_batch_size"], best["captum as official (batch 8)"])
+    engine, floor = best["this engine"], best["floor (forward + input grad)"]
+    return {"engine / floor": engine / floor, "engine / captum as official": engine / best["captum as official (batch 8)"],
+            "engine / captum best": engine / captum_best}
+
+
+def cli(config: Config, args) -> int:
+    """Print the table, the agreement with captum and (last) the ratios."""
+    table = run(config)
+    meta = table.attrs
+    print(f"IG benchmark: {meta['n_images']} images x {meta['n_steps']} points, Gauss-Legendre, {meta['teacher']} "
+          f"teacher, device {meta['device']}, {torch.get_num_threads()} threads (random pixels)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"max |engine - captum| / max |captum| = {meta['max_rel_diff']:.2e}")
+    for name, value in ratios(table).items():
+        print(f"{name}: {value:.2f}x")
+    return 0

@@ -1,0 +1,252 @@
+"""The experiment runner: methods x seeds (x config variants), each finished run cached, one tidy table.
+
+``run_one`` trains one student and caches its row and per-epoch log in
+``{cache_dir}/runs/<key>.json``; the key covers every config field that changes the run (after the
+method's own settings, and dropping knobs the method does not use), the seed, the teacher's SHA-256
+and the data indices. Re-executing a chapter therefore skips every run already done, and chapters
+share runs whose configs coincide. See chapters 4 and 5.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import student as _student
+from .config import Config
+from .data import Cifar10, load_splits
+from .provenance import device_name, git_commit, resolve_device
+from .storage import atomic_write_json, read_json, stable_hash
+
+__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label", "ablation_variants",
+           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "cli"]
+
+# Bump when a change of the training code makes cached runs stale.
+RUN_VERSION = 1
+
+# Fields that change a student run, grouped by what uses them.
+_DATA_FIELDS = ("data_source", "n_train", "n_test", "subset_seed")
+_STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "crop_padding", "flip")
+_KD_FIELDS = ("temperature", "teacher_logits")
+_MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps",
+               "ig_steps", "ig_method", "ig_baseline", "ig_target")
+_TEACHER_FIELDS = ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr",
+                   "teacher_weight_decay", "teacher_warmup", "device", "cache_dir", *_DATA_FIELDS)
+# Knobs recorded in every row (the ones chapters vary).
+_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_logits")
+
+# Chapter 5's grids per profile: small on smoke and quick (one seed), the full grid on paper.
+ABLATION_GRIDS: dict[str, dict] = {
+    "smoke": dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,)),
+    "quick": dict(p_values=(0.0, 0.1, 0.5), temperatures=(2.5, 5.0), alphas=(0.01, 0.1), blends=(0.25, 0.5, 0.75),
+                  seeds=(0,)),
+    "paper": dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
+                  blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2)),
+}
+
+_MEMO: dict[str, object] = {}
+
+
+def clear_memo() -> None:
+    """Forget the teacher, maps and data splits held by this process."""
+    _MEMO.clear()
+
+
+def _memo(kind: str, config: Config, names, build):
+    key = kind + ":" + stable_hash(config.key_fields(*names))
+    if key not in _MEMO:
+        _MEMO[key] = build()
+    return _MEMO[key]
+
+
+def _splits(config: Config) -> tuple[Cifar10, Cifar10]:
+    return _memo("splits", config, (*_DATA_FIELDS, "cache_dir", "data_root"), lambda: load_splits(config))
+
+
+def _teacher(config: Config, progress: bool):
+    from .teacher import get_teacher
+
+    return _memo("teacher", config, _TEACHER_FIELDS, lambda: get_teacher(config, progress=progress))
+
+
+def _maps(config: Config, progress: bool):
+    from .maps import get_maps
+
+    teacher, _ = _teacher(config, progress)
+    train, _ = _splits(config)
+    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk")
+    return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
+
+
+def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10) -> str:
+    """The cache key of one run: the fields that matter for ``method`` (after ``method_config``).
+
+    Knobs the method does not use are left out, so runs that coincide are shared between chapters.
+    """
+    c = _student.method_config(config, method)
+    fields = dict(c.key_fields(*_DATA_FIELDS, *_STUDENT_FIELDS, "alpha", "p"))
+    if c.alpha > 0:
+        fields.update(c.key_fields(*_KD_FIELDS))
+    if c.p > 0:
+        fields.update(c.key_fields(*_MAP_FIELDS))
+    # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
+    fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
+                  train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()))
+    return stable_hash(fields)
+
+
+def _run_path(config: Config, key: str) -> Path:
+    return Path(config.cache_dir) / "runs" / f"{key}.json"
+
+
+def _load_cached(path: Path, key: str) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        stored = read_json(path)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("log"), list)
+    return stored if ok and stored["log"] else None
+
+
+def run_one(config: Config, method: str, seed: int, *, progress: bool = True) -> dict:
+    """Train (or load from the cache) one student; returns its tidy row with the per-epoch log under ``log``.
+
+    Row fields: method, seed, final_acc, best_acc (best epoch), epochs, seconds, device, data_source,
+    profile, commit, n_train, the knobs p, blend, temperature, alpha, map_alignment, shuffle_maps,
+    teacher_logits (as the method uses them), teacher_origin, teacher_acc, run_key, cached.
+    """
+    if method not in _student.METHODS:
+        raise ValueError(f"method={method!r} is not allowed; allowed: {', '.join(_student.METHODS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} is not allowed; allowed: an integer >= 0")
+    train, test = _splits(config)
+    teacher, info = _teacher(config, progress)
+    key = run_key(config, method, seed, info.sha256, train, test)
+    path = _run_path(config, key)
+    stored = _load_cached(path, key)
+    if stored is None:
+        stored = _train(config, method, seed, key, path, teacher, info, train, test, progress)
+        stored["row"]["cached"] = False
+    else:
+        stored["row"]["cached"] = True
+    return {**stored["row"], "method": method, "log": stored["log"]}
+
+
+def _train(config, method, seed, key, path, teacher, info, train, test, progress) -> dict:
+    c = _student.method_config(config, method)
+    maps = torch.as_tensor(_maps(config, progress).maps) if c.p > 0 else None
+    started = time.perf_counter()
+    result = _student.train_student(config, method, seed, teacher=teacher, maps=maps, train=train, test=test,
+                                    checkpoint=path.with_suffix(".pt"), progress=progress)
+    row = {"method": method, "seed": int(seed), "final_acc": float(result.final_accuracy),
+           "best_acc": float(result.best_accuracy), "epochs": len(result.log),
+           "seconds": time.perf_counter() - started, "device": device_name(resolve_device(config.device)),
+           "data_source": train.source, "profile": config.profile, "commit": git_commit(),
+           "n_train": len(train), **c.key_fields(*_ROW_KNOBS),
+           "teacher_origin": info.origin, "teacher_acc": float(info.test_accuracy), "run_key": key}
+    stored = {"key": key, "row": row, "log": [dict(r) for r in result.log]}
+    atomic_write_json(path, stored)
+    path.with_suffix(".pt").unlink(missing_ok=True)  # the checkpoint only served resuming
+    return stored
+
+
+def variant_label(overrides: dict | None) -> str:
+    """A short label for a dict of config overrides: ``"p=0.1, blend=0.5"``, or ``"default"``."""
+    if not overrides:
+        return "default"
+    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+
+
+def _rows(config, methods, seeds, variants, progress):
+    methods = list(methods) if methods is not None else list(_student.METHODS)
+    seeds = list(config.seeds if seeds is None else seeds)
+    variants = list(variants) if variants else [{}]
+    jobs = [(v, m, s) for v in variants for m in methods for s in seeds]
+    bar = tqdm(jobs, desc="runs", disable=not progress, unit="run")
+    for overrides, method, seed in bar:
+        bar.set_postfix_str(f"{method} seed {seed} {variant_label(overrides)}")
+        row = run_one(config.replace(**overrides) if overrides else config, method, int(seed), progress=progress)
+        yield {"variant": variant_label(overrides), **row}
+
+
+def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
+             progress: bool = True) -> pd.DataFrame:
+    """Tidy table, one row per (variant, method, seed); ``variants`` are config overrides (ablations).
+
+    ``methods`` None means all four; ``seeds`` None means the profile's.
+    """
+    rows = [{k: v for k, v in row.items() if k != "log"} for row in _rows(config, methods, seeds, variants, progress)]
+    return pd.DataFrame(rows)
+
+
+def learning_curves(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """Per-epoch log rows (epoch, loss, train_acc, test_acc, seconds, images_per_s) with variant, method, seed."""
+    rows = []
+    for row in _rows(config, methods, seeds, variants, progress):
+        for entry in row["log"]:
+            rows.append({"variant": row["variant"], "method": row["method"], "seed": row["seed"], **entry})
+    return pd.DataFrame(rows)
+
+
+def ablation_seeds(profile: str, seeds=None) -> tuple:
+    """The seeds of chapter 5's runs: ``seeds`` when given, else the profile's (one seed on smoke and quick)."""
+    if profile not in ABLATION_GRIDS:
+        raise ValueError(f"profile={profile!r} is not allowed; allowed: {', '.join(ABLATION_GRIDS)}")
+    return tuple(seeds) if seeds is not None else ABLATION_GRIDS[profile]["seeds"]
+
+
+def ablation_variants(config: Config, which: str, **values) -> list[dict]:
+    """Config overrides of one chapter-5 ablation: ``"p"``, ``"temperature_alpha"``, ``"blend"``,
+    ``"controls"`` (shuffled maps, the official code's unaligned maps). ``values`` (e.g. ``p_values``)
+    replace the profile's grid (:data:`ABLATION_GRIDS`) where not None."""
+    grid = {**ABLATION_GRIDS[config.profile], **{k: v for k, v in values.items() if v is not None}}
+    if which == "p":
+        return [{"p": float(p)} for p in grid["p_values"]]
+    if which == "temperature_alpha":
+        return [{"temperature": float(t), "alpha": float(a)} for t in grid["temperatures"] for a in grid["alphas"]]
+    if which == "blend":
+        return [{"blend": float(b)} for b in grid["blends"]]
+    if which == "controls":
+        return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}]
+    raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls")
+
+
+def _commit_results(config: Config, table: pd.DataFrame) -> None:
+    """In a checkout, write the paper profile's table under ``results/paper/`` for committing."""
+    from .provenance import provenance
+    from .reference import RESULTS_DIR, write_results
+
+    if (RESULTS_DIR.parent / "pyproject.toml").is_file():
+        meta = {**provenance(config, table["data_source"].iloc[0]), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        print(f"\nwrote {write_results(table, config.profile, meta, RESULTS_DIR)} (commit it to show it in the book)")
+
+
+def cli(config: Config, args) -> int:
+    """``train``: one method (default kd_ig) at ``--seed``; ``run``: methods (default all) x the profile's seeds."""
+    from .stats import compare_methods, summarise
+
+    if args.command == "train":
+        methods, seeds = args.methods or ["kd_ig"], [args.seed]
+    else:
+        methods, seeds = args.methods or list(_student.METHODS), list(config.seeds)
+    table = run_grid(config, methods, seeds)
+    columns = ["method", "seed", "final_acc", "best_acc", "epochs", "seconds", "cached"]
+    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print()
+    print(summarise(table).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if len(set(table["method"])) > 1:
+        print()
+        print(compare_methods(table).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.command == "run" and config.profile == "paper" and set(methods) == set(_student.METHODS):
+        _commit_results(config, table)
+    first = table.iloc[0]
+    print(f"\nprofile={config.profile} · data={first['data_source']} · device={first['device']} · "
+          f"commit={first['commit']} · teacher={first['teacher_origin']} ({first['teacher_acc']:.2f}%)")
+    return 0 if all(math.isfinite(v) for v in table["final_acc"]) else 1

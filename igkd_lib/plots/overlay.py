@@ -1,0 +1,47 @@
+"""Figures of chapter 3 ("Overlay augmentation"): the exponent's distribution and image grids."""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["exponent_histogram", "image_rows"]
+
+
+def exponent_histogram(exponents: torch.Tensor, low: float = 1.0, high: float = 2.0, title: str = ""):
+    """Histogram of drawn exponents (n,) against the log-uniform density ``1 / (s ln(high/low))``."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(exponents.numpy(), bins=40, density=True, alpha=0.6, label="drawn")
+    if high > low:
+        s = np.linspace(low, high, 200)
+        ax.plot(s, 1.0 / (s * math.log(high / low)), color="black", label=r"$1/(s\,\ln(high/low))$")
+    ax.set_xlabel("exponent s")
+    ax.set_ylabel("density")
+    ax.legend()
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows: dict, title: str = "", size: float = 1.1):
+    """One row per entry of ``rows`` (name -> (N, 3, H, W) in [0, 1] or maps (N, H, W) / (N, 1, H, W))."""
+    n = max(len(batch) for batch in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n + 1.5, size * len(rows) + 0.6), squeeze=False)
+    for r, (name, batch) in enumerate(rows.items()):
+        batch = batch.detach().float().cpu()
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(batch):
+                item = batch[c]
+                if item.dim() == 3 and item.shape[0] == 3:
+                    ax.imshow(item.permute(1, 2, 0).clamp(0, 1).numpy())
+                else:
+                    ax.imshow(item.reshape(item.shape[-2:]).numpy(), cmap="magma")
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig

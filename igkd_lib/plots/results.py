@@ -1,0 +1,108 @@
+"""Figures of the results (chapters 4 and 5): accuracy per method with every seed visible, learning
+curves, soft targets at several temperatures, the T x alpha heatmap, and one-knob ablations.
+
+Every function takes a tidy table (``experiments.run_grid`` / ``learning_curves``) and returns a
+matplotlib Figure; the caller adds the provenance caption (``notebook.caption``) as ``title``.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from ..stats import METHOD_ORDER, summarise
+
+__all__ = ["accuracy_plot", "learning_curves_plot", "soft_targets_plot", "grid_heatmap", "knob_plot"]
+
+_LABELS = {"baseline": "student alone", "kd": "KD", "ig": "IG overlay", "kd_ig": "KD + IG"}
+
+
+def _order(values) -> list:
+    present = list(dict.fromkeys(values))
+    return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
+
+
+def _mean_ci(ax, summary: pd.DataFrame, positions: dict, column: str, color="black", label="mean ± 95% CI (t)"):
+    """Draw each group's mean with its t-interval (a point alone when n = 1)."""
+    for i, row in enumerate(summary.itertuples(index=False)):
+        x = positions[getattr(row, column)]
+        low, high = row.ci_low, row.ci_high
+        err = None if np.isnan(low) else [[row.mean - low], [high - row.mean]]
+        ax.errorbar(x + 0.25, row.mean, yerr=err, fmt="D", color=color, capsize=4, ms=6,
+                    label=label if i == 0 else None, zorder=5)
+
+
+def accuracy_plot(runs: pd.DataFrame, value: str = "final_acc", reference: pd.DataFrame | None = None,
+                  title: str = "", x: str = "method") -> plt.Figure:
+    """Every seed's accuracy (points) per ``x`` group, with mean ± 95% CI; ``reference`` rows (method,
+    mean, source) are drawn as labelled markers beside them."""
+    order = _order(runs[x]) if x == "method" else list(dict.fromkeys(runs[x]))
+    positions = {m: i for i, m in enumerate(order)}
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(order) + 2), 4))
+    sns.stripplot(data=runs, x=x, y=value, order=order, ax=ax, size=6, alpha=0.7, jitter=0.12, color="tab:blue",
+                  label=None)
+    _mean_ci(ax, summarise(runs, by=[x], value=value), positions, x)
+    if reference is not None and len(reference):
+        markers = iter(["*", "^", "s", "v"])
+        for source, rows in reference[reference["method"].isin(order)].groupby("source", sort=False):
+            xs = [positions[m] - 0.3 for m in rows["method"]]
+            ax.scatter(xs, rows["mean"], marker=next(markers, "o"), s=70, zorder=6, label=source)
+    ax.set_xticks(range(len(order)), [_LABELS.get(m, str(m)) for m in order])
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"test accuracy (%), {'final epoch' if value == 'final_acc' else 'best epoch'}")
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves_plot(curves: pd.DataFrame, value: str = "test_acc", title: str = "") -> plt.Figure:
+    """Test accuracy (or ``value``) per epoch, one line per method (mean over seeds, band = range)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    order = _order(curves["method"])
+    sns.lineplot(data=curves, x="epoch", y=value, hue="method", hue_order=order, errorbar=("pi", 100),
+                 marker="o", ax=ax)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(value.replace("_", " ") + (" (%)" if value.endswith("acc") else ""))
+    ax.set_title(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def soft_targets_plot(logits: torch.Tensor, temperatures, class_names, title: str = "") -> plt.Figure:
+    """softmax(logits / T) of one image (logits (C,)) at each temperature, as grouped bars."""
+    logits = torch.as_tensor(logits, dtype=torch.float32).reshape(-1)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(temperatures)
+    for i, t in enumerate(temperatures):
+        probs = torch.softmax(logits / float(t), dim=0).numpy()
+        ax.bar(np.arange(len(probs)) + (i - (len(temperatures) - 1) / 2) * width, probs, width, label=f"T = {t:g}")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=8, ncol=len(temperatures), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title(title, fontsize=8, wrap=True, pad=24)
+    fig.tight_layout()
+    return fig
+
+
+def grid_heatmap(runs: pd.DataFrame, row: str = "temperature", col: str = "alpha", value: str = "final_acc",
+                 title: str = "") -> plt.Figure:
+    """Mean ``value`` over seeds for each (row, col) cell, annotated 'mean ± sd (n)'."""
+    summary = summarise(runs, by=[row, col], value=value)
+    means = summary.pivot(index=row, columns=col, values="mean")
+    notes = summary.assign(text=[f"{m:.2f}" + ("" if np.isnan(s) else f"\n± {s:.2f}") + f"\n(n={n})"
+                                 for m, s, n in zip(summary["mean"], summary["sd"], summary["n"])])
+    text = notes.pivot(index=row, columns=col, values="text").reindex_like(means)
+    fig, ax = plt.subplots(figsize=(1.6 * means.shape[1] + 2.5, 1.1 * means.shape[0] + 1.8))
+    sns.heatmap(means, annot=text.fillna("").to_numpy(), fmt="", cmap="viridis", ax=ax,
+                cbar_kws={"label": f"mean {value} (%)"})
+    ax.set_title(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def knob_plot(runs: pd.DataFrame, knob: str, value: str = "final_acc", title: str = "") -> plt.Figure:
+    """Accuracy against one knob (p, blend, a control label): every seed's point and mean ± 95% CI."""
+    return accuracy_plot(runs.assign(**{knob: runs[knob].astype(str)}), value=value, title=title, x=knob)

@@ -1,0 +1,120 @@
+"""The student trainer for the four methods: baseline, KD, IG overlay, and KD + IG overlay.
+
+The student (the teacher's ``features[:-cut]``) is trained with Adam at a constant rate (the paper).
+Each batch is cropped, flipped and overlaid with its IG maps on the training device
+(:func:`igkd_lib.augment.student_batch`); with ``alpha > 0`` the teacher's logits are computed on
+exactly that batch ("online"), or once on the clean training images ("cached": cheaper, but a
+different signal, since the teacher never sees the crop, the flip or the overlay the student sees).
+See chapter 4 ("Distillation").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import models
+from .augment import student_batch
+from .config import Config
+from .data import Cifar10
+from .distill import kd_loss
+from .provenance import resolve_device
+from .train import TrainResult, autocast, predict_logits, prepare_model, train_loop
+
+__all__ = ["METHODS", "method_config", "map_source_rows", "batch_and_loss", "train_student"]
+
+METHODS = ("baseline", "kd", "ig", "kd_ig")
+_METHOD_OVERRIDES = {"baseline": dict(alpha=0.0, p=0.0), "kd": dict(p=0.0), "ig": dict(alpha=0.0), "kd_ig": {}}
+# Fields that do not change a run's numbers (left out of the checkpoint's identity).
+_NOT_IN_META = ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds")
+
+
+def method_config(config: Config, method: str) -> Config:
+    """The config of one method: baseline (alpha=0, p=0), kd (p=0), ig (alpha=0), kd_ig (unchanged)."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not allowed; allowed: {', '.join(METHODS)}")
+    overrides = _METHOD_OVERRIDES[method]
+    return config.replace(**overrides) if overrides else config
+
+
+def map_source_rows(n: int, shuffle: bool, seed: int) -> torch.Tensor:
+    """Which training row's map each row uses, (n,) int64: itself, or (``shuffle``) another row's.
+
+    The shuffled control is a seeded cyclic derangement (no row keeps its own map when n > 1),
+    fixed for the whole run.
+    """
+    if not shuffle or n < 2:
+        return torch.arange(n)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    source = torch.empty(n, dtype=torch.int64)
+    source[order] = order.roll(-1)
+    return source
+
+
+def batch_and_loss(config: Config, teacher: nn.Module | None, maps: torch.Tensor | None, train: Cifar10,
+                   device: torch.device, seed: int = 0, progress: bool = False):
+    """``(batch_fn, loss_fn)`` for :func:`igkd_lib.train.train_loop`, for an already method-specific config.
+
+    ``maps`` (N, H, W) aligned with ``train`` rows (row i <-> ``train.indices[i]``) are moved to
+    ``device`` once; ``teacher`` (eval mode) is needed only when ``config.alpha > 0``.
+    """
+    use_maps = config.p > 0 and config.blend > 0
+    maps_on_device = _check_maps(maps, train).to(device) if use_maps else None
+    source = map_source_rows(len(train), config.shuffle_maps, seed).to(device) if use_maps else None
+    use_teacher = config.alpha > 0
+    if use_teacher and teacher is None:
+        raise ValueError(f"teacher=None is not allowed when alpha={config.alpha} > 0; allowed: a teacher model")
+    if use_teacher:
+        teacher = prepare_model(teacher, device).eval()
+    cached = None
+    if use_teacher and config.teacher_logits == "cached":
+        cached = predict_logits(teacher, train.images, config.eval_batch_size, device, progress).to(device)
+
+    def batch_fn(images, positions, generator, epoch):
+        batch_maps = maps_on_device[source[positions]] if use_maps else None
+        x = student_batch(images, batch_maps, config, generator)
+        if not use_teacher:
+            return x, (None,)
+        if cached is not None:
+            return x, (cached[positions],)
+        with torch.no_grad(), autocast(device):
+            return x, (teacher(x.contiguous(memory_format=torch.channels_last)).float(),)
+
+    def loss_fn(model, x, y, extras):
+        logits = model(x)
+        return kd_loss(logits, extras[0], y, temperature=config.temperature, alpha=config.alpha), logits
+
+    return batch_fn, loss_fn
+
+
+def train_student(config: Config, method: str, seed: int, *, teacher: nn.Module | None, maps: torch.Tensor | None,
+                  train: Cifar10, test: Cifar10, checkpoint: Path | None = None, progress: bool = True,
+                  **loop_options) -> TrainResult:
+    """Train ``models.student(config.student_cut)`` with ``method`` and ``seed``; see :func:`batch_and_loss`.
+
+    Adam at a constant ``config.student_lr`` for ``config.student_epochs``; a checkpoint each epoch
+    (resumed when its config matches). Log rows: epoch, loss, train_acc, test_acc, seconds, images_per_s.
+    ``loop_options`` go to :func:`igkd_lib.train.train_loop` (e.g. ``stop_after``).
+    """
+    config = method_config(config, method)
+    device = resolve_device(config.device)
+    torch.manual_seed(seed)  # the student's initial weights
+    model = models.student(config.student_cut)
+    batch_fn, loss_fn = batch_and_loss(config, teacher, maps, train, device, seed, progress)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.student_lr)
+    meta = {"method": method, "seed": seed, "n_train": len(train), "source": train.source,
+            "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_META}}
+    return train_loop(model, optimizer, lambda step: config.student_lr, train, test,
+                      epochs=config.student_epochs, batch_size=config.student_batch_size, seed=seed, device=device,
+                      batch_fn=batch_fn, loss_fn=loss_fn, checkpoint=checkpoint, eval_batch_size=config.eval_batch_size,
+                      desc=f"student {method} seed {seed}", progress=progress, checkpoint_meta=meta, **loop_options)
+
+
+def _check_maps(maps: torch.Tensor | None, train: Cifar10) -> torch.Tensor:
+    expected = (len(train),) + tuple(train.images.shape[-2:])
+    if maps is None or tuple(maps.shape) not in (expected, (expected[0], 1) + expected[1:]):
+        got = None if maps is None else tuple(maps.shape)
+        raise ValueError(f"maps of shape {got} are not allowed when p > 0; allowed: a tensor of shape {expected} "
+                         "aligned with the training rows")
+    return maps

@@ -1,0 +1,74 @@
+"""Statistics over seeds: the t-interval, summaries, Welch's test, and the n = 1 case."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from igkd_lib import stats
+
+
+def _runs(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    centres = {"kd_ig": 92.0, "baseline": 90.0, "kd": 91.0, "ig": 90.5}  # deliberately out of order
+    rows = [{"method": m, "seed": s, "final_acc": c + rng.normal(0, 0.4)} for m, c in centres.items() for s in range(5)]
+    return pd.DataFrame(rows)
+
+
+def test_t_interval_matches_the_formula():
+    x = np.array([90.1, 90.7, 89.9, 90.4])
+    mean, sd, low, high = stats.t_interval(x)
+    half = scipy_stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2
+    assert mean == pytest.approx(x.mean()) and sd == pytest.approx(x.std(ddof=1))
+    assert (low, high) == pytest.approx((x.mean() - half, x.mean() + half))
+    with pytest.raises(ValueError, match="confidence"):
+        stats.t_interval(x, confidence=95)
+
+
+def test_summarise_in_method_order_with_best_run():
+    runs = _runs()
+    table = stats.summarise(runs)
+    assert list(table["method"]) == list(stats.METHOD_ORDER)
+    for row in table.itertuples():
+        values = runs.loc[runs["method"] == row.method, "final_acc"]
+        assert row.n == 5 and row.mean == pytest.approx(values.mean()) and row.best == values.max()
+        assert row.ci_low < row.mean < row.ci_high and row.note == ""
+
+
+def test_one_seed_gives_nan_spread_and_says_so():
+    table = stats.summarise(_runs().query("seed == 0"))
+    assert (table["n"] == 1).all() and table["sd"].isna().all() and table["ci_low"].isna().all()
+    assert table["note"].str.contains("n=1").all()
+    test = stats.welch(_runs().query("seed == 0"), "kd", "baseline")
+    assert math.isnan(test["p"]) and "fewer than 2" in test["note"] and not math.isnan(test["difference"])
+
+
+def test_welch_equals_scipy_and_is_signed():
+    runs = _runs()
+    test = stats.welch(runs, "kd_ig", "baseline")
+    a = runs.loc[runs.method == "kd_ig", "final_acc"]
+    b = runs.loc[runs.method == "baseline", "final_acc"]
+    expected = scipy_stats.ttest_ind(a, b, equal_var=False)
+    assert test["t"] == pytest.approx(expected.statistic) and test["p"] == pytest.approx(expected.pvalue)
+    assert test["difference"] == pytest.approx(a.mean() - b.mean()) and test["difference"] > 0
+    assert stats.welch(runs, "baseline", "kd_ig")["difference"] < 0
+
+
+def test_welch_degenerate_cases_are_nan_not_errors():
+    same = pd.DataFrame({"method": ["a", "a", "b", "b"], "final_acc": [1.0, 1.0, 2.0, 2.0]})
+    assert "no variance" in stats.welch(same, "a", "b")["note"]
+    assert "no runs of c" in stats.welch(same, "a", "c")["note"]
+    with pytest.raises(ValueError, match="final_acc"):
+        stats.welch(same.drop(columns="final_acc"), "a", "b")
+
+
+def test_compare_methods_against_baseline_and_kd():
+    table = stats.compare_methods(_runs())
+    assert len(table) == 3 + 3
+    assert set(table.loc[table["b"] == "baseline", "a"]) == {"kd", "ig", "kd_ig"}
+    assert set(table.loc[table["b"] == "kd", "a"]) == {"baseline", "ig", "kd_ig"}
+    only = stats.compare_methods(_runs().query("method in ['baseline', 'ig']"))
+    assert list(zip(only["a"], only["b"])) == [("ig", "baseline")]

@@ -1,0 +1,100 @@
+"""igkd_lib.student: methods, determinism and resume of the student trainer on tiny data."""
+import pytest
+import torch
+
+from igkd_lib import student
+from igkd_lib.config import make_config
+from igkd_lib.data import Cifar10
+
+
+def _data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return Cifar10(images, labels, torch.arange(n), "train", "synthetic")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    # a linear teacher: input-dependent logits at no cost (a fresh MobileNetV2 gives near-constant ones)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
+    train, test = _data(64, 0), _data(32, 1)
+    maps = torch.rand(64, 32, 32, generator=torch.Generator().manual_seed(2))
+    return teacher, train, test, maps
+
+
+def _config(tmp_path, **kw):
+    values = dict(cache_dir=str(tmp_path), device="cpu", student_epochs=2, student_batch_size=32, p=0.5,
+                  alpha=0.5, student_cut=17, eval_batch_size=32)
+    values.update(kw)
+    return make_config("smoke", **values)
+
+
+def test_method_config():
+    c = make_config("smoke", alpha=0.3, p=0.2)
+    assert (student.method_config(c, "baseline").alpha, student.method_config(c, "baseline").p) == (0.0, 0.0)
+    assert (student.method_config(c, "kd").alpha, student.method_config(c, "kd").p) == (0.3, 0.0)
+    assert (student.method_config(c, "ig").alpha, student.method_config(c, "ig").p) == (0.0, 0.2)
+    assert student.method_config(c, "kd_ig") == c
+    with pytest.raises(ValueError, match="baseline, kd, ig, kd_ig"):
+        student.method_config(c, "distill")
+
+
+def test_shuffled_maps_are_a_derangement():
+    rows = student.map_source_rows(50, True, seed=3)
+    assert sorted(rows.tolist()) == list(range(50)) and not (rows == torch.arange(50)).any()
+    assert torch.equal(student.map_source_rows(5, False, 0), torch.arange(5))
+
+
+def _run(config, tiny, method="kd_ig", **kw):
+    teacher, train, test, maps = tiny
+    return student.train_student(config, method, 0, teacher=teacher, maps=maps, train=train, test=test,
+                                 progress=False, **kw)
+
+
+def _numbers(result):
+    return [(row["loss"], row["train_acc"], row["test_acc"]) for row in result.log]
+
+
+def test_same_seed_gives_identical_numbers(tmp_path, tiny):
+    config = _config(tmp_path, teacher_logits="online")
+    first, second = _run(config, tiny), _run(config, tiny)
+    assert _numbers(first) == _numbers(second) and len(first.log) == 2
+    assert set(first.log[0]) >= {"epoch", "loss", "train_acc", "test_acc", "seconds", "images_per_s"}
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny):
+    config = _config(tmp_path, shuffle_maps=True)
+    whole = _run(config, tiny)
+    path = tmp_path / "run.pt"
+    part = _run(config, tiny, checkpoint=path, stop_after=1)
+    assert len(part.log) == 1
+    resumed = _run(config, tiny, checkpoint=path)
+    assert _numbers(resumed) == _numbers(whole)
+
+
+def test_methods_differ_and_cached_logits_work(tmp_path, tiny):
+    config = _config(tmp_path, student_epochs=1)
+    losses = {m: _run(config, tiny, m).log[0]["loss"] for m in ("baseline", "kd", "kd_ig")}
+    assert len(set(losses.values())) == 3
+    cached = _run(config.replace(teacher_logits="cached"), tiny, "kd").log[0]["loss"]
+    assert cached != losses["kd"]
+
+
+def test_baseline_needs_neither_teacher_nor_maps(tmp_path, tiny):
+    _, train, test, _ = tiny
+    result = student.train_student(_config(tmp_path, student_epochs=1), "baseline", 0, teacher=None, maps=None,
+                                   train=train, test=test, progress=False)
+    assert len(result.log) == 1
+
+
+def test_bad_maps_and_missing_teacher_are_errors(tmp_path, tiny):
+    teacher, train, test, maps = tiny
+    config = _config(tmp_path, student_epochs=1)
+    with pytest.raises(ValueError, match="maps"):
+        student.train_student(config, "ig", 0, teacher=None, maps=maps[:10], train=train, test=test, progress=False)
+    with pytest.raises(ValueError, match="teacher"):
+        student.train_student(config, "kd", 0, teacher=None, maps=None, train=train, test=test, progress=False)

@@ -19,6 +19,7 @@ _COMMANDS = {
     "precompute": ("igkd_lib.maps", "precompute the teacher's IG maps of the training set (cached, resumable)"),
     "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
+    "teacher": ("igkd_lib.teacher", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
 }
 _BENCHES = {
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="method (repeatable; default: all four for run, kd_ig for train)")
         if name == "train":
             command.add_argument("--seed", type=int, default=0)
+        if name == "teacher":
+            command.add_argument("--recipe", choices=("cpu", "paper"), default="cpu",
+                                 help="cpu: progressive-resizing recipe for a 2-core CPU; paper: the profile's")
+            command.add_argument("--ship", action="store_true", help="only ship the latest checkpoint's weights")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
     bench = sub.add_parser("bench", help="benchmarks that print figures")

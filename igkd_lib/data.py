@@ -7,6 +7,7 @@ Every result says which source it came from (:attr:`Cifar10.source`). See the bo
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -23,7 +24,7 @@ from .config import Config
 from .storage import atomic_save_npy, atomic_write_json, sha256_file
 
 __all__ = ["Cifar10", "DataUnavailable", "load_cifar10", "stratified_subset", "load_splits", "SOURCE_LABELS",
-           "find_offline_copy", "decode_offline_copy", "CLASSES"]
+           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label"]
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SOURCE_LABELS = {
@@ -112,6 +113,19 @@ def stratified_subset(data: Cifar10, n: int, seed: int = 0) -> Cifar10:
         rows = torch.nonzero(data.labels == label).flatten()
         chosen.append(rows[torch.randperm(len(rows), generator=generator)[:count]])
     return data.subset(torch.sort(torch.cat(chosen)).values)
+
+
+@functools.lru_cache(maxsize=8)
+def _source_label(data_source: str, data_root: str, cache_dir: str) -> str:
+    from .config import make_config
+
+    config = make_config("smoke", data_source=data_source, data_root=data_root, cache_dir=cache_dir)
+    return load_cifar10("test", config).source_label
+
+
+def source_label(config: Config) -> str:
+    """The human label of the source ``config`` resolves to (loads the test split once per process)."""
+    return _source_label(config.data_source, config.data_root, config.cache_dir)
 
 
 def load_splits(config: Config) -> tuple[Cifar10, Cifar10]:

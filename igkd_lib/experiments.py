@@ -23,7 +23,7 @@ from .provenance import device_name, git_commit, resolve_device
 from .storage import atomic_write_json, read_json, stable_hash
 
 __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label", "ablation_variants",
-           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "cli"]
+           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
 
 # Bump when a change of the training code makes cached runs stale.
 RUN_VERSION = 1
@@ -114,8 +114,10 @@ def _load_cached(path: Path, key: str) -> dict | None:
     return stored if ok and stored["log"] else None
 
 
-def run_one(config: Config, method: str, seed: int, *, progress: bool = True) -> dict:
+def run_one(config: Config, method: str, seed: int, *, progress: bool = True, cached_only: bool = False) -> dict | None:
     """Train (or load from the cache) one student; returns its tidy row with the per-epoch log under ``log``.
+
+    With ``cached_only`` a run that has not finished yet is not trained: the result is None.
 
     Row fields: method, seed, final_acc, best_acc (best epoch), epochs, seconds, device, data_source,
     profile, commit, n_train, the knobs p, blend, temperature, alpha, map_alignment, shuffle_maps,
@@ -130,6 +132,8 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True) ->
     key = run_key(config, method, seed, info.sha256, train, test)
     path = _run_path(config, key)
     stored = _load_cached(path, key)
+    if stored is None and cached_only:
+        return None
     if stored is None:
         stored = _train(config, method, seed, key, path, teacher, info, train, test, progress)
         stored["row"]["cached"] = False
@@ -163,7 +167,7 @@ def variant_label(overrides: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in overrides.items())
 
 
-def _rows(config, methods, seeds, variants, progress):
+def _rows(config, methods, seeds, variants, progress, cached_only=False):
     methods = list(methods) if methods is not None else list(_student.METHODS)
     seeds = list(config.seeds if seeds is None else seeds)
     variants = list(variants) if variants else [{}]
@@ -171,17 +175,21 @@ def _rows(config, methods, seeds, variants, progress):
     bar = tqdm(jobs, desc="runs", disable=not progress, unit="run")
     for overrides, method, seed in bar:
         bar.set_postfix_str(f"{method} seed {seed} {variant_label(overrides)}")
-        row = run_one(config.replace(**overrides) if overrides else config, method, int(seed), progress=progress)
-        yield {"variant": variant_label(overrides), **row}
+        row = run_one(config.replace(**overrides) if overrides else config, method, int(seed), progress=progress,
+                      cached_only=cached_only)
+        if row is not None:
+            yield {"variant": variant_label(overrides), **row}
 
 
 def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, cached_only: bool = False) -> pd.DataFrame:
     """Tidy table, one row per (variant, method, seed); ``variants`` are config overrides (ablations).
 
-    ``methods`` None means all four; ``seeds`` None means the profile's.
+    ``methods`` None means all four; ``seeds`` None means the profile's. ``cached_only`` trains
+    nothing and keeps only the runs already finished (for views that show results where they exist).
     """
-    rows = [{k: v for k, v in row.items() if k != "log"} for row in _rows(config, methods, seeds, variants, progress)]
+    rows = [{k: v for k, v in row.items() if k != "log"}
+            for row in _rows(config, methods, seeds, variants, progress, cached_only)]
     return pd.DataFrame(rows)
 
 
@@ -216,6 +224,13 @@ def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     if which == "controls":
         return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}]
     raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls")
+
+
+def overlay_results(config: Config, seeds=None) -> pd.DataFrame:
+    """Chapter 5's finished KD + IG runs over p and the blend ratio, for the overlay explorer (never trains)."""
+    variants = ablation_variants(config, "p") + ablation_variants(config, "blend")
+    return run_grid(config, ["kd_ig"], seeds=ablation_seeds(config.profile, seeds), variants=variants,
+                    progress=False, cached_only=True)
 
 
 def _commit_results(config: Config, table: pd.DataFrame) -> None:

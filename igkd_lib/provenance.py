@@ -56,12 +56,14 @@ def git_commit() -> str:
 
 
 def provenance(config: Config, data_source: str | None = None) -> dict:
-    """The fields every result carries."""
+    """The fields every result carries; the data source is resolved (loaded once) when not given."""
+    from .data import source_label
+
     device = resolve_device(config.device)
     return {
         "profile": config.profile,
         "seeds": list(config.seeds),
-        "data_source": data_source or config.data_source,
+        "data_source": data_source or source_label(config),
         "device": device_name(device),
         "commit": git_commit(),
         "torch": torch.__version__,

@@ -24,7 +24,7 @@ from .storage import atomic_torch_save, atomic_write_json, sha256_file, stable_h
 from .train import TrainResult, train_loop, warmup_cosine
 
 __all__ = ["TeacherRecipe", "CPU_RECIPE", "recipe_from_config", "train_teacher", "get_teacher", "TeacherInfo",
-           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "ship_teacher", "load_shipped_teacher"]
+           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "ship_teacher", "ship_checkpoint", "load_shipped_teacher", "cli"]
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "teacher_mobilenetv2_cifar10.pt"
 SHIPPED_CARD = SHIPPED_WEIGHTS.with_suffix(".json")
@@ -98,16 +98,27 @@ class TeacherInfo:
     sha256: str
     data_source: str
     recipe: dict
+    status: str = "complete"
+
+    def describe(self) -> str:
+        """One line for beside results: origin, accuracy, status and hash."""
+        return (f"teacher: {self.origin}, {self.test_accuracy:.2f}% test accuracy ({self.status}), "
+                f"sha256 {self.sha256[:12]}")
 
 
 def ship_teacher(result: TrainResult, recipe: TeacherRecipe, data_source: str, device: torch.device,
                  weights: Path = SHIPPED_WEIGHTS) -> dict:
-    """Write the weights (float32 state dict) and their card (SHA-256, recipe, log) atomically."""
+    """Write the weights (float32 state dict) and their card (SHA-256, recipe, log) atomically.
+
+    The card's ``status`` is ``complete`` when the log covers every epoch of the recipe, else
+    ``provisional`` (a checkpoint shipped before the end of its schedule; the book says so).
+    """
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     atomic_torch_save(weights, state)
+    status = "complete" if len(result.log) >= recipe.epochs else f"provisional: epoch {len(result.log)} of {recipe.epochs}"
     card = {"sha256": sha256_file(weights), "parameters": models.count_parameters(result.model),
             "test_accuracy": result.final_accuracy, "data_source": data_source, "recipe": dataclasses.asdict(recipe),
-            "trained_on": device_name(device), "commit": git_commit(), "log": result.log}
+            "status": status, "trained_on": device_name(device), "commit": git_commit(), "log": result.log}
     atomic_write_json(weights.with_suffix(".json"), card)
     return card
 
@@ -131,7 +142,8 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
     shipped = load_shipped_teacher() if config.teacher_source == "shipped" else None
     if shipped is not None:
         model, card = shipped
-        info = TeacherInfo("shipped", card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"])
+        info = TeacherInfo("shipped", card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
+                           card.get("status", "complete"))
         return model.to(device=device, memory_format=torch.channels_last).eval(), info
     recipe = recipe_from_config(config)
     train, test = load_splits(config)
@@ -144,5 +156,33 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
         ship_teacher(result, recipe, train.source, device, weights=final)
         cached = load_shipped_teacher(final)
     model, card = cached
-    info = TeacherInfo("trained", card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"])
+    info = TeacherInfo("trained", card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
+                       card.get("status", "complete"))
     return model.to(device=device, memory_format=torch.channels_last).eval(), info
+
+
+def ship_checkpoint(checkpoint: Path, recipe: TeacherRecipe, weights: Path = SHIPPED_WEIGHTS) -> dict:
+    """Ship the weights of a training checkpoint (possibly mid-schedule: the card says ``provisional``)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if state.get("meta", {}).get("recipe") != dataclasses.asdict(recipe):
+        raise ValueError(f"checkpoint={checkpoint} was not trained with this recipe; allowed: a checkpoint of it")
+    model = models.teacher()
+    model.load_state_dict(state["model"])
+    result = TrainResult(model=model, log=state["log"])
+    return ship_teacher(result, recipe, state["meta"]["source"], torch.device("cpu"), weights=weights)
+
+
+def cli(config: Config, args) -> int:
+    """``python -m igkd_lib teacher``: train the shipped teacher (resumable), or ``--ship`` its checkpoint."""
+    from .data import load_cifar10
+
+    recipe = CPU_RECIPE if args.recipe == "cpu" else recipe_from_config(config)
+    checkpoint = Path(config.cache_dir) / f"shipped-teacher-{stable_hash(dataclasses.asdict(recipe))}" / "checkpoint.pt"
+    if not args.ship:
+        train, test = load_cifar10("train", config), load_cifar10("test", config)
+        result = train_teacher(recipe, train, test, resolve_device(config.device), checkpoint=checkpoint)
+        print(f"trained: {result.final_accuracy:.2f}% after {len(result.log)} epochs; checkpoint {checkpoint}")
+    card = ship_checkpoint(checkpoint, recipe)
+    print(f"shipped {SHIPPED_WEIGHTS} ({card['status']}, {card['test_accuracy']:.2f}% test accuracy, "
+          f"sha256 {card['sha256'][:12]})")
+    return 0

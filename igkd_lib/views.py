@@ -31,7 +31,7 @@ __all__ = ["OverlayExplorer", "overlay_explorer", "overlay_explorer_for", "PAPER
 
 PAPER_P = 0.1
 PAPER_BLEND = 0.5
-_ACCURACY_COLUMNS = ("accuracy", "mean_accuracy", "final_accuracy", "test_accuracy")
+_ACCURACY_COLUMNS = ("accuracy", "final_acc", "mean_accuracy", "final_accuracy", "test_accuracy")
 _MAX_IMAGES = 64
 
 

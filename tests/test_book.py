@@ -140,3 +140,17 @@ def test_cli_passes_seeds_to_the_chapters(monkeypatch):
     book.cli(make_config("quick", seeds=[0, 1, 2]), SimpleNamespace(force=True))
     assert calls[0] == ("smoke", {"force": False, "parameters": None})
     assert calls[1] == ("quick", {"force": True, "parameters": {"seeds": [0, 1, 2]}})
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_overlay_sliders_work_in_the_static_site(site):
+    """Issue 7: the built chapter 3 page, no kernel, every non-file request blocked and counted."""
+    from test_views_browser import _assert_view_behaves, _require_browser, check_view
+
+    _require_browser()
+    page = site / "notebooks" / "03_overlay_augmentation.html"
+    screenshot = site / "_static" / "overlay_explorer_paper_setting.png"  # kept in the build output
+    report = check_view(page, ".igkd-overlay", screenshot)
+    _assert_view_behaves(report)
+    assert screenshot.is_file()

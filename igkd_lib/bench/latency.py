@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 from .. import models
 from ..config import STUDENT_CUTS, Config
 from ..provenance import device_name, provenance, resolve_device
-from ..storage import atomic_path, atomic_write_json
+from ..storage import atomic_path, atomic_write_json, read_json
 from .variants import VariantSet, check_equal, fold_batchnorm, randomise_batchnorm, variants
 
 __all__ = ["measure", "compare", "variants", "check_equal", "fold_batchnorm", "VariantSet", "cold_forward",
            "paper_method", "plan", "sweep", "variant_table", "run", "save_results", "student_teacher_ratio", "cli",
-           "PAPER"]
+           "PAPER", "load_results", "REFERENCE_DIR"]
 
 # What the paper reports (RTX 3090, one cold forward pass each, teacher first).
 PAPER = {"device": "RTX 3090 (paper)", "teacher_ms": 140.0, "student_ms": 13.0, "teacher_parameters": 2_236_682,
@@ -279,6 +279,21 @@ def save_results(table: pd.DataFrame, config: Config, folder="results/latency", 
             "written": _dt.datetime.now().isoformat(timespec="seconds"), **(extra or {})}
     atomic_write_json(path.with_suffix(".json"), meta)
     return path
+
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "latency"
+
+
+def load_results(folder: str | Path = REFERENCE_DIR, stem: str | None = None) -> dict | None:
+    """The newest committed run (or ``stem``): sweep, variants, cold tables and its provenance; None if absent."""
+    folder = Path(folder)
+    stems = sorted(p.stem for p in folder.glob("*.csv") if not p.stem.endswith(("_variants", "_cold")))
+    if stem is None and not stems:
+        return None
+    stem = stem or stems[-1]
+    tables = {name: pd.read_csv(folder / f"{stem}{suffix}.csv")
+              for name, suffix in (("sweep", ""), ("variants", "_variants"), ("cold", "_cold"))}
+    return {**tables, "provenance": read_json(folder / f"{stem}.json"), "stem": stem}
 
 
 def _print(title: str, table: pd.DataFrame, columns: list[str]) -> None:

@@ -69,8 +69,8 @@ def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int, batc
 
 
 # Defaults per device type: (images, engine/floor batch sizes, captum internal batch sizes). The CPU's
-# are small because one teacher forward+backward costs ~0.1 s of a 2-core CPU per point batch of ~10.
-_DEFAULTS = {"cpu": (2, (50, 100), (50,)), "cuda": (64, (400, 1600, 3200), (800, 3200))}
+# keep a run near a minute on 2 cores: 16 images x 50 points (two of the official 8-image calls).
+_DEFAULTS = {"cpu": (16, (100, 400), (100, 400)), "cuda": (64, (400, 1600, 3200), (800, 3200))}
 
 
 def run(config: Config, n_images: int | None = None, n_steps: int = 50, chunk_sizes: tuple | None = None,

@@ -166,7 +166,7 @@ def test_plots_and_paper_table(small_sweep):
 def test_compile_that_takes_too_long_is_reported_not_raised():
     torch._dynamo.reset()  # an earlier compilation of the same class would be reused within the deadline
     x = torch.rand(1, 3, 32, 32)
-    found = variants(models.student(17), x, onnx=False, compile_timeout=0.05)
+    found = variants(models.student(17), x, onnx=False, compile_timeout=1e-4)  # far below even a cached compile
     assert "compiled" not in found
     reason = found.unavailable["compiled"]
     assert reason.startswith("unavailable:") and "TimeoutError" in reason

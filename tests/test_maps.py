@@ -131,3 +131,41 @@ def test_official_pairing_gives_other_images_maps():
 def test_teacher_in_train_mode_is_refused(config, train):
     with pytest.raises(ValueError, match="eval mode"):
         get_maps(config, tiny_teacher().train(), train, progress=False)
+
+
+_KILLED_RUN = """
+import os, signal, sys, torch
+sys.path.insert(0, {tests!r})
+from test_maps import tiny_teacher
+from igkd_lib import maps as maps_module
+from igkd_lib.config import make_config
+from igkd_lib.data import load_splits
+config = make_config("smoke", cache_dir={cache!r}, ig_steps=4, ig_chunk=16)
+train = load_splits(config)[0].subset(torch.arange(10))
+maps_module._chunk_rows = lambda config: 3
+compute, calls = maps_module._compute_chunk, []
+def killed_on_the_third_chunk(*args, **kwargs):
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9, mid-run
+    calls.append(1)
+    return compute(*args, **kwargs)
+maps_module._compute_chunk = killed_on_the_third_chunk
+maps_module.get_maps(config, tiny_teacher(), train, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_the_identical_file(config, train, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    monkeypatch.setattr(maps_module, "_chunk_rows", lambda config: 3)
+    whole = get_maps(config.replace(cache_dir=str(tmp_path / "whole")), tiny_teacher(), train, progress=False)
+    script = _KILLED_RUN.format(tests=str(Path(__file__).parent), cache=str(tmp_path))
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    folder = tmp_path / "maps" / whole.key
+    assert not (folder / "maps.npy").exists() and len(list(folder.glob("chunk_*.npy"))) == 2
+    resumed = get_maps(config, tiny_teacher(), train, progress=False)
+    assert not resumed.from_cache and resumed.path.read_bytes() == whole.path.read_bytes()

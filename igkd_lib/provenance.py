@@ -57,8 +57,9 @@ def git_commit() -> str:
 
 def provenance(config: Config, data_source: str | None = None) -> dict:
     """The fields every result carries; the data source is resolved (loaded once) when not given."""
-    from .data import source_label
+    from .data import SOURCE_LABELS, source_label
 
+    data_source = SOURCE_LABELS.get(data_source, data_source)  # a source key ("offline") reads as its label
     device = resolve_device(config.device)
     return {
         "profile": config.profile,

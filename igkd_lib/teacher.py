@@ -141,10 +141,7 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
     device = resolve_device(config.device)
     shipped = load_shipped_teacher() if config.teacher_source == "shipped" else None
     if shipped is not None:
-        model, card = shipped
-        info = TeacherInfo("shipped", card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
-                           card.get("status", "complete"))
-        return model.to(device=device, memory_format=torch.channels_last).eval(), info
+        return _on_device("shipped", *shipped, device)
     recipe = recipe_from_config(config)
     train, test = load_splits(config)
     key = stable_hash({"recipe": dataclasses.asdict(recipe), "train": train.indices.tolist(), "src": train.source})
@@ -155,8 +152,12 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
         result = train_teacher(recipe, train, test, device, checkpoint=folder / "checkpoint.pt", progress=progress)
         ship_teacher(result, recipe, train.source, device, weights=final)
         cached = load_shipped_teacher(final)
-    model, card = cached
-    info = TeacherInfo("trained", card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
+    return _on_device("trained", *cached, device)
+
+
+def _on_device(origin: str, model: nn.Module, card: dict, device: torch.device) -> tuple[nn.Module, TeacherInfo]:
+    """A verified teacher and its card -> (model on ``device``, channels-last, eval mode; its TeacherInfo)."""
+    info = TeacherInfo(origin, card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
                        card.get("status", "complete"))
     return model.to(device=device, memory_format=torch.channels_last).eval(), info
 

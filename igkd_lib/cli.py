@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--recipe", choices=("cpu", "paper"), default="cpu",
                                  help="cpu: progressive-resizing recipe for a 2-core CPU; paper: the profile's")
             command.add_argument("--ship", action="store_true", help="only ship the latest checkpoint's weights")
+            command.add_argument("--from-shipped", action="store_true",
+                                 help="start after the stages the shipped weights finished (a machine without the training cache)")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
     bench = sub.add_parser("bench", help="benchmarks that print figures")

@@ -100,9 +100,11 @@ _SMOKE = dict(
     n_train=256, n_test=200, seeds=(0,), teacher_epochs=1, teacher_batch_size=64,
     student_epochs=1, student_batch_size=64, ig_steps=8, ig_chunk=128, eval_batch_size=200,
 )
+# quick: the student batch is 32, not the paper's 64: twice the optimiser steps for the same images
+# (measured: 34% vs 16% test accuracy after 2 epochs on 2048 images, baseline seed 0).
 _QUICK = dict(
     n_train=2048, n_test=1000, seeds=(0, 1), teacher_epochs=3, teacher_batch_size=128,
-    student_epochs=2, student_batch_size=64, ig_steps=16, ig_chunk=256, eval_batch_size=500,
+    student_epochs=2, student_batch_size=32, ig_steps=16, ig_chunk=256, eval_batch_size=500,
 )
 _PAPER = dict(
     n_train=50_000, n_test=10_000, seeds=tuple(range(10)), teacher_source="shipped",

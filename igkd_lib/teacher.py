@@ -21,13 +21,16 @@ from .config import Config
 from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
 from .storage import atomic_torch_save, atomic_write_json, sha256_file, stable_hash
+from .maps import model_sha256
 from .train import TrainResult, train_loop, warmup_cosine
 
-__all__ = ["TeacherRecipe", "CPU_RECIPE", "recipe_from_config", "train_teacher", "get_teacher", "TeacherInfo",
-           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "ship_teacher", "ship_checkpoint", "load_shipped_teacher", "cli"]
+__all__ = ["TeacherRecipe", "CPU_RECIPE", "CPU_FINETUNE", "CPU_POLISH", "CPU_STAGES", "recipe_from_config", "train_teacher",
+           "train_stages", "adopt_shipped_stages", "get_teacher", "TeacherInfo",
+           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "SHIPPED_TARGET", "ship_teacher", "ship_stages", "stage_checkpoint", "load_shipped_teacher", "cli"]
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "teacher_mobilenetv2_cifar10.pt"
 SHIPPED_CARD = SHIPPED_WEIGHTS.with_suffix(".json")
+SHIPPED_TARGET = 90.0  # test accuracy (%) the shipped teacher is meant to reach; below it, every chapter says so
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ class TeacherRecipe:
 # early epochs 2-5x cheaper; label smoothing and a higher peak rate make up for the short schedule.
 CPU_RECIPE = TeacherRecipe(epochs=20, batch_size=128, lr=0.1, weight_decay=5e-4, warmup=0.15,
                            label_smoothing=0.1, resolutions=((0, 16), (8, 24), (14, 32)))
+# Its second stage: CPU_RECIPE ended at 87.17% (JPEG-compressed offline copy), short of the 90% target, so
+# the shipped teacher continues from its final weights with a warm restart at 32 px (SGDR-style).
+CPU_FINETUNE = TeacherRecipe(epochs=12, batch_size=128, lr=0.04, weight_decay=5e-4, warmup=0.05,
+                             label_smoothing=0.1, resolutions=((0, 32),), seed=1)
+# Its third: the second stage ended at 88.67%, still short (test accuracy had risen ~0.5 point an epoch as
+# the rate fell), so one more, gentler warm restart.
+CPU_POLISH = TeacherRecipe(epochs=7, batch_size=128, lr=0.01, weight_decay=5e-4, warmup=0.05,
+                           label_smoothing=0.1, resolutions=((0, 32),), seed=2)
+CPU_STAGES = (CPU_RECIPE, CPU_FINETUNE, CPU_POLISH)
 
 
 def recipe_from_config(config: Config) -> TeacherRecipe:
@@ -63,10 +75,14 @@ def recipe_from_config(config: Config) -> TeacherRecipe:
 
 
 def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: torch.device,
-                  checkpoint: Path | None = None, progress: bool = True, **loop_options) -> TrainResult:
-    """Train a fresh teacher with ``recipe`` (SGD Nesterov, warm-up-cosine, crop + flip)."""
+                  checkpoint: Path | None = None, progress: bool = True, init: dict | None = None,
+                  **loop_options) -> TrainResult:
+    """Train a teacher with ``recipe`` (SGD Nesterov, warm-up-cosine, crop + flip), from fresh weights
+    or, given ``init`` (a state dict, e.g. an earlier stage's result), from those."""
     torch.manual_seed(recipe.seed)  # the initial weights are part of the run
     model = models.teacher()
+    if init is not None:
+        model.load_state_dict(init)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
                                 weight_decay=recipe.weight_decay)
     steps = recipe.epochs * -(-len(train) // recipe.batch_size)
@@ -83,6 +99,8 @@ def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: 
         return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing), logits
 
     meta = {"recipe": dataclasses.asdict(recipe), "n_train": len(train), "source": train.source}
+    if init is not None:  # a checkpoint resumes only a stage that started from the same weights
+        meta["init_sha256"] = model_sha256(model)
     return train_loop(model, optimizer, warmup_cosine(recipe.lr, steps, recipe.warmup), train, test,
                       epochs=recipe.epochs, batch_size=recipe.batch_size, seed=recipe.seed, device=device,
                       batch_fn=batch_fn, loss_fn=loss_fn, checkpoint=checkpoint, desc="teacher",
@@ -99,26 +117,51 @@ class TeacherInfo:
     data_source: str
     recipe: dict
     status: str = "complete"
+    log: tuple = ()  # the card's per-epoch rows (epoch, loss, train_acc, test_acc, seconds, images_per_s)
+    trained_on: str = ""
+    commit: str = ""
+    stages: tuple = ()  # the card's recipe of each stage, for a teacher trained in stages
 
     def describe(self) -> str:
-        """One line for beside results: origin, accuracy, status and hash."""
-        return (f"teacher: {self.origin}, {self.test_accuracy:.2f}% test accuracy ({self.status}), "
+        """One line for beside results: origin, accuracy, status (and a shortfall of the shipped target), hash."""
+        short = (f", below the {SHIPPED_TARGET:.0f}% target"
+                 if self.origin == "shipped" and self.test_accuracy < SHIPPED_TARGET else "")
+        return (f"teacher: {self.origin}, {self.test_accuracy:.2f}% test accuracy ({self.status}{short}), "
                 f"sha256 {self.sha256[:12]}")
+
+    def training_provenance(self) -> str:
+        """Where the teacher's training log comes from: its card's device, commit, data source and recipe."""
+        epochs = sum(stage["epochs"] for stage in self.stages) or self.recipe.get("epochs", len(self.log))
+        return (f"{self.origin} teacher's training log ({len(self.log)} of {epochs} epochs, {self.status}) — "
+                f"trained on {self.trained_on or 'unknown device'} · commit {self.commit or 'unknown'} · "
+                f"data {self.data_source} · sha256 {self.sha256[:12]}")
 
 
 def ship_teacher(result: TrainResult, recipe: TeacherRecipe, data_source: str, device: torch.device,
-                 weights: Path = SHIPPED_WEIGHTS) -> dict:
-    """Write the weights (float32 state dict) and their card (SHA-256, recipe, log) atomically.
+                 weights: Path = SHIPPED_WEIGHTS, history: tuple = (), planned: tuple | None = None) -> dict:
+    """Write the weights (float32 state dict) and their card (SHA-256, recipes, log) atomically.
 
-    The card's ``status`` is ``complete`` when the log covers every epoch of the recipe, else
-    ``provisional`` (a checkpoint shipped before the end of its schedule; the book says so).
+    ``history`` holds the ``(recipe, log)`` of earlier stages this result continued from; the card's
+    log joins them (epochs numbered on, each row with its stage and image size). Its ``status`` is
+    ``complete`` when every epoch of the ``planned`` stages (default: those trained) is done, else
+    ``provisional: epoch k of n`` (shipped before the end of its schedule; the book says so).
     """
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     atomic_torch_save(weights, state)
-    status = "complete" if len(result.log) >= recipe.epochs else f"provisional: epoch {len(result.log)} of {recipe.epochs}"
+    stages = [*history, (recipe, result.log)]
+    log, done = [], 0
+    for stage, (stage_recipe, stage_log) in enumerate(stages):
+        for row in stage_log:
+            within = row["epoch"] - 1
+            log.append({**row, "epoch": done + row["epoch"], "stage": stage + 1,
+                        "image_size": stage_recipe.size_at(within)})
+        done += len(stage_log)
+    total = sum(r.epochs for r in (planned if planned is not None else [r for r, _ in stages]))
+    status = "complete" if done >= total else f"provisional: epoch {done} of {total}"
     card = {"sha256": sha256_file(weights), "parameters": models.count_parameters(result.model),
             "test_accuracy": result.final_accuracy, "data_source": data_source, "recipe": dataclasses.asdict(recipe),
-            "status": status, "trained_on": device_name(device), "commit": git_commit(), "log": result.log}
+            "stages": [dataclasses.asdict(r) for r, _ in stages], "status": status,
+            "trained_on": device_name(device), "commit": git_commit(), "log": log}
     atomic_write_json(weights.with_suffix(".json"), card)
     return card
 
@@ -158,32 +201,125 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
 def _on_device(origin: str, model: nn.Module, card: dict, device: torch.device) -> tuple[nn.Module, TeacherInfo]:
     """A verified teacher and its card -> (model on ``device``, channels-last, eval mode; its TeacherInfo)."""
     info = TeacherInfo(origin, card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
-                       card.get("status", "complete"))
+                       card.get("status", "complete"), tuple(card.get("log", ())), card.get("trained_on", ""),
+                       card.get("commit", ""), tuple(card.get("stages", ())))
     return model.to(device=device, memory_format=torch.channels_last).eval(), info
 
 
-def ship_checkpoint(checkpoint: Path, recipe: TeacherRecipe, weights: Path = SHIPPED_WEIGHTS) -> dict:
-    """Ship the weights of a training checkpoint (possibly mid-schedule: the card says ``provisional``)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if state.get("meta", {}).get("recipe") != dataclasses.asdict(recipe):
-        raise ValueError(f"checkpoint={checkpoint} was not trained with this recipe; allowed: a checkpoint of it")
+def stage_checkpoint(cache_dir: str | Path, stages: tuple, index: int) -> Path:
+    """The checkpoint of stage ``index`` of ``stages``, keyed by its recipe and every recipe before it."""
+    recipes = dataclasses.asdict(stages[0]) if index == 0 else [dataclasses.asdict(r) for r in stages[:index + 1]]
+    return Path(cache_dir) / f"shipped-teacher-{stable_hash(recipes)}" / "checkpoint.pt"
+
+
+def train_stages(stages: tuple, train: Cifar10, test: Cifar10, device: torch.device, cache_dir: str | Path,
+                 progress: bool = True) -> TrainResult:
+    """Train each stage in turn from the previous stage's final weights (each one checkpointed and resumable).
+
+    Finished stages are not entered again: training goes on after the last finished stage whose
+    checkpoint holds weights (trained here, or adopted from the shipped weights).
+    """
+    finished = [i for i in range(len(stages)) if (_finished_weights(stages, cache_dir, i) is not None)]
+    result, init = None, None
+    if finished:
+        state = _finished_weights(stages, cache_dir, finished[-1])
+        model = models.teacher()
+        model.load_state_dict(state["model"])
+        result, init = TrainResult(model=model, log=state["log"]), state["model"]
+    for index in range(finished[-1] + 1 if finished else 0, len(stages)):
+        result = train_teacher(stages[index], train, test, device, progress=progress, init=init,
+                               checkpoint=stage_checkpoint(cache_dir, stages, index))
+        init = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+    return result
+
+
+def _finished_weights(stages: tuple, cache_dir: str | Path, index: int) -> dict | None:
+    """Stage ``index``'s checkpoint when it holds the weights of that stage, finished; else None."""
+    path = stage_checkpoint(cache_dir, stages, index)
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    finished = len(state["log"]) >= stages[index].epochs and state.get("model") is not None
+    return state if finished and state["meta"].get("recipe") == dataclasses.asdict(stages[index]) else None
+
+
+def adopt_shipped_stages(stages: tuple, cache_dir: str | Path, n_train: int,
+                        weights: Path = SHIPPED_WEIGHTS) -> Path:
+    """Write the checkpoints of the stages that the shipped weights finished; return the last one's path.
+
+    For a machine without the training cache, when ``stages`` add stages after those of the shipped
+    card: the next stage starts from exactly the shipped weights instead of every stage being trained
+    again for hours. The last adopted checkpoint holds those weights (no momentum buffers, which a
+    finished stage never uses again); the earlier ones hold only their logs, for the card.
+    """
+    shipped = load_shipped_teacher(weights)
+    if shipped is None:
+        raise FileNotFoundError(f"weights={weights}: absent, or their SHA-256 does not match their card")
+    model, card = shipped
+    card_stages = card.get("stages", [card["recipe"]])
+    ours = json.loads(json.dumps([dataclasses.asdict(r) for r in stages[:len(card_stages)]]))
+    if card_stages != ours:
+        raise ValueError(f"weights={weights} were not trained with the first {len(card_stages)} of these stages; "
+                         "allowed: stages that begin with the card's stages")
+    if len(card["log"]) != sum(r.epochs for r in stages[:len(card_stages)]):
+        raise ValueError(f"weights={weights} stopped at epoch {len(card['log'])}, before the end of their stages; "
+                         "allowed: finished stages (resume their own checkpoint instead)")
+    path, first_epoch = None, 0
+    for index, recipe in enumerate(stages[:len(card_stages)]):
+        rows = [row for row in card["log"] if row.get("stage", 1) == index + 1]
+        log = [{**{k: v for k, v in row.items() if k not in ("stage", "image_size")}, "epoch": row["epoch"] - first_epoch}
+               for row in rows]
+        first_epoch += len(rows)
+        last = index == len(card_stages) - 1
+        state = {"model": model.state_dict() if last else None, "epoch": recipe.epochs - 1, "log": log,
+                 "meta": {"recipe": dataclasses.asdict(recipe), "n_train": n_train, "source": card["data_source"]}}
+        if last:
+            state["optimizer"] = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                                 nesterov=True, weight_decay=recipe.weight_decay).state_dict()
+        path = stage_checkpoint(cache_dir, stages, index)
+        atomic_torch_save(path, state)
+    return path
+
+
+def ship_stages(stages: tuple, cache_dir: str | Path, weights: Path = SHIPPED_WEIGHTS) -> dict:
+    """Ship the latest checkpoint of ``stages`` with the earlier stages' logs (provisional if unfinished)."""
+    states = []
+    for index, recipe in enumerate(stages):
+        path = stage_checkpoint(cache_dir, stages, index)
+        if not path.is_file():
+            break
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("meta", {}).get("recipe") != dataclasses.asdict(recipe):
+            raise ValueError(f"checkpoint {path} was not trained with stage {index + 1}'s recipe; "
+                             "allowed: a checkpoint written by `python -m igkd_lib teacher`")
+        states.append(state)
+        if len(state["log"]) < recipe.epochs:
+            break
+    if not states:
+        raise FileNotFoundError(f"no teacher checkpoint under cache_dir={cache_dir}; "
+                                "run `python -m igkd_lib teacher` first")
     model = models.teacher()
-    model.load_state_dict(state["model"])
-    result = TrainResult(model=model, log=state["log"])
-    return ship_teacher(result, recipe, state["meta"]["source"], torch.device("cpu"), weights=weights)
+    model.load_state_dict(states[-1]["model"])
+    history = tuple((stages[i], state["log"]) for i, state in enumerate(states[:-1]))
+    return ship_teacher(TrainResult(model=model, log=states[-1]["log"]), stages[len(states) - 1],
+                        states[-1]["meta"]["source"], torch.device("cpu"), weights=weights, history=history,
+                        planned=stages)
 
 
 def cli(config: Config, args) -> int:
-    """``python -m igkd_lib teacher``: train the shipped teacher (resumable), or ``--ship`` its checkpoint."""
+    """``python -m igkd_lib teacher``: train the shipped teacher's stages (resumable), or ``--ship`` the latest."""
     from .data import load_cifar10
 
-    recipe = CPU_RECIPE if args.recipe == "cpu" else recipe_from_config(config)
-    checkpoint = Path(config.cache_dir) / f"shipped-teacher-{stable_hash(dataclasses.asdict(recipe))}" / "checkpoint.pt"
+    stages = CPU_STAGES if args.recipe == "cpu" else (recipe_from_config(config),)
     if not args.ship:
         train, test = load_cifar10("train", config), load_cifar10("test", config)
-        result = train_teacher(recipe, train, test, resolve_device(config.device), checkpoint=checkpoint)
-        print(f"trained: {result.final_accuracy:.2f}% after {len(result.log)} epochs; checkpoint {checkpoint}")
-    card = ship_checkpoint(checkpoint, recipe)
+        if args.from_shipped:
+            adopted = adopt_shipped_stages(stages, config.cache_dir, len(train))
+            print(f"finished stages adopted from the shipped weights, up to {adopted}")
+        result = train_stages(stages, train, test, resolve_device(config.device), config.cache_dir)
+        print(f"trained: {result.final_accuracy:.2f}% after {sum(r.epochs for r in stages)} epochs "
+              f"in {len(stages)} stage(s)")
+    card = ship_stages(stages, config.cache_dir)
     print(f"shipped {SHIPPED_WEIGHTS} ({card['status']}, {card['test_accuracy']:.2f}% test accuracy, "
           f"sha256 {card['sha256'][:12]})")
     return 0

@@ -48,6 +48,17 @@ def test_execute_rejects_a_missing_chapter(tmp_path):
         book.execute_chapters("smoke", tmp_path, chapters=["notebooks/99_missing.ipynb"], progress=False)
 
 
+def test_chapter_3_executes_after_the_ablations_it_reads_and_cycles_are_refused(tmp_path):
+    order = book.execution_order(book.chapters_from_toc())
+    names = [p.name[:2] for p in order]
+    assert names.index("05") < names.index("03") and names.index("01") < names.index("02") < names.index("04")
+    assert sorted(order) == sorted(book.chapters_from_toc())  # every page once
+    for name, first in (("a", "b"), ("b", "a")):
+        nbformat.write(new_notebook(metadata={"igkd": {"execute_after": [f"{first}.ipynb"]}}), tmp_path / f"{name}.ipynb")
+    with pytest.raises(ValueError, match="execute_after: .* is a cycle"):
+        book.execution_order([Path("a.ipynb"), Path("b.ipynb")], tmp_path)
+
+
 def _tiny_notebook(path: Path) -> None:
     params = new_code_cell('profile = "quick"')
     params.metadata["tags"] = ["parameters"]

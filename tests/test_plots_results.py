@@ -55,3 +55,30 @@ def test_learning_curves_and_soft_targets():
     assert len(heights) == 6 and abs(sum(heights) - 2.0) < 1e-5  # two distributions
     assert heights[0] > heights[3]  # a higher temperature flattens the top class
     plt.close(fig)
+
+
+def test_teacher_training_plot_draws_every_epoch_and_each_image_size():
+    import dataclasses
+
+    from igkd_lib.teacher import TeacherInfo
+
+    log = tuple({"epoch": e, "loss": 2.0 / e, "train_acc": 10.0 * e, "test_acc": 9.0 * e} for e in range(1, 7))
+    info = TeacherInfo("shipped", 54.0, "abc", "offline", {"resolutions": [[0, 16], [2, 24], [4, 32]]}, log=log)
+    fig = results.teacher_training_plot(info, title="t")
+    ax_loss, ax_acc = fig.axes
+    assert [len(line.get_xdata()) for line in ax_acc.get_lines()][:2] == [6, 6]  # train, test (then the target)
+    assert list(ax_acc.get_lines()[1].get_ydata()) == [9.0 * e for e in range(1, 7)]
+    assert [t.get_text() for t in ax_acc.texts] == ["16 px", "24 px", "32 px"]
+    plt.close(fig)
+    staged = tuple({**row, "stage": 1 if row["epoch"] <= 4 else 2, "image_size": 32} for row in log)
+    staged_info = dataclasses.replace(info, log=staged, stages=({"epochs": 4}, {"epochs": 2}))
+    assert "(6 of 6 epochs, complete)" in staged_info.training_provenance()  # every stage's epochs, not the last's
+    fig = results.teacher_training_plot(staged_info)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["stage 1, 32 px", "stage 2, 32 px"]
+    plt.close(fig)
+    try:
+        results.teacher_training_plot(TeacherInfo("shipped", 0.0, "abc", "offline", {}))
+    except ValueError as error:
+        assert "info.log" in str(error)
+    else:
+        raise AssertionError("an empty log must be refused")

@@ -14,7 +14,7 @@ import torch
 
 from ..stats import METHOD_ORDER, summarise
 
-__all__ = ["accuracy_plot", "learning_curves_plot", "soft_targets_plot", "grid_heatmap", "knob_plot"]
+__all__ = ["teacher_training_plot", "accuracy_plot", "learning_curves_plot", "soft_targets_plot", "grid_heatmap", "knob_plot"]
 
 _LABELS = {"baseline": "student alone", "kd": "KD", "ig": "IG overlay", "kd_ig": "KD + IG"}
 
@@ -32,6 +32,53 @@ def _mean_ci(ax, summary: pd.DataFrame, positions: dict, column: str, color="bla
         err = None if np.isnan(low) else [[row.mean - low], [high - row.mean]]
         ax.errorbar(x + 0.25, row.mean, yerr=err, fmt="D", color=color, capsize=4, ms=6,
                     label=label if i == 0 else None, zorder=5)
+
+
+def _size_bands(log: pd.DataFrame, recipe: dict) -> list[tuple[int, int, str]]:
+    """(first epoch, last epoch, label) of each run of epochs trained at one image size within one stage."""
+    if "image_size" not in log:  # a card written before rows carried their size: read it off the recipe
+        starts = [tuple(r) for r in recipe.get("resolutions", [(0, 32)])]
+        log = log.assign(stage=1, image_size=[[size for first, size in starts if first <= e - 1][-1]
+                                              for e in log["epoch"]])
+    stages = log["stage"] if "stage" in log else pd.Series(1, index=log.index)
+    key = list(zip(stages, log["image_size"]))
+    bands, first = [], 0
+    for i in range(1, len(key) + 1):
+        if i == len(key) or key[i] != key[first]:
+            stage, size = key[first]
+            label = (f"stage {stage}, " if stages.max() > 1 else "") + f"{size} px"
+            bands.append((int(log["epoch"].iloc[first]), int(log["epoch"].iloc[i - 1]), label))
+            first = i
+    return bands
+
+
+def teacher_training_plot(info, title: str = "") -> plt.Figure:
+    """The teacher's training log (from its card): loss, and train/test accuracy per epoch, with the
+    training image size (and stage) of each epoch shaded; the test set is always scored at 32 px."""
+    log = pd.DataFrame(list(info.log))
+    if log.empty:
+        raise ValueError("info.log is empty: this teacher's card has no training log to plot")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax_loss.plot(log["epoch"], log["loss"], marker="o", color="tab:gray")
+    ax_loss.set_ylabel("training loss")
+    ax_acc.plot(log["epoch"], log["train_acc"], marker="o", label="train (augmented, running)")
+    ax_acc.plot(log["epoch"], log["test_acc"], marker="s", label="test (32 px)")
+    ax_acc.axhline(90, color="tab:red", lw=0.8, ls="--", label="90% target")
+    ax_acc.set_ylabel("accuracy (%)")
+    bands = _size_bands(log, info.recipe)
+    shades = plt.cm.Blues(np.linspace(0.08, 0.3, len(bands)))
+    for (first, last, label), shade in zip(bands, shades):
+        for ax in (ax_loss, ax_acc):
+            ax.axvspan(first - 0.5, last + 0.5, color=shade, zorder=0)
+        ax_acc.text((first + last) / 2, 3, label, ha="center", va="bottom", fontsize=7,
+                    rotation=90 if last - first < 6 else 0)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+    ax_acc.set_ylim(0, 100)
+    ax_acc.legend(fontsize=8, loc="center right")
+    fig.suptitle(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    return fig
 
 
 def accuracy_plot(runs: pd.DataFrame, value: str = "final_acc", reference: pd.DataFrame | None = None,

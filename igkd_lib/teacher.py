@@ -219,14 +219,15 @@ def train_stages(stages: tuple, train: Cifar10, test: Cifar10, device: torch.dev
     Finished stages are not entered again: training goes on after the last finished stage whose
     checkpoint holds weights (trained here, or adopted from the shipped weights).
     """
-    finished = [i for i in range(len(stages)) if (_finished_weights(stages, cache_dir, i) is not None)]
-    result, init = None, None
-    if finished:
-        state = _finished_weights(stages, cache_dir, finished[-1])
-        model = models.teacher()
-        model.load_state_dict(state["model"])
-        result, init = TrainResult(model=model, log=state["log"]), state["model"]
-    for index in range(finished[-1] + 1 if finished else 0, len(stages)):
+    result, init, start = None, None, 0
+    for index in reversed(range(len(stages))):
+        state = _finished_weights(stages, cache_dir, index)
+        if state is not None:
+            model = models.teacher()
+            model.load_state_dict(state["model"])
+            result, init, start = TrainResult(model=model, log=state["log"]), state["model"], index + 1
+            break
+    for index in range(start, len(stages)):
         result = train_teacher(stages[index], train, test, device, progress=progress, init=init,
                                checkpoint=stage_checkpoint(cache_dir, stages, index))
         init = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
@@ -249,8 +250,8 @@ def adopt_shipped_stages(stages: tuple, cache_dir: str | Path, n_train: int,
 
     For a machine without the training cache, when ``stages`` add stages after those of the shipped
     card: the next stage starts from exactly the shipped weights instead of every stage being trained
-    again for hours. The last adopted checkpoint holds those weights (no momentum buffers, which a
-    finished stage never uses again); the earlier ones hold only their logs, for the card.
+    again for hours. The last adopted checkpoint holds those weights (no optimiser state: a finished
+    stage is never entered again); the earlier ones hold only their logs, for the card.
     """
     shipped = load_shipped_teacher(weights)
     if shipped is None:
@@ -271,13 +272,10 @@ def adopt_shipped_stages(stages: tuple, cache_dir: str | Path, n_train: int,
                for row in rows]
         first_epoch += len(rows)
         last = index == len(card_stages) - 1
-        state = {"model": model.state_dict() if last else None, "epoch": recipe.epochs - 1, "log": log,
-                 "meta": {"recipe": dataclasses.asdict(recipe), "n_train": n_train, "source": card["data_source"]}}
-        if last:
-            state["optimizer"] = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                                 nesterov=True, weight_decay=recipe.weight_decay).state_dict()
         path = stage_checkpoint(cache_dir, stages, index)
-        atomic_torch_save(path, state)
+        atomic_torch_save(path, {"model": model.state_dict() if last else None, "epoch": recipe.epochs - 1, "log": log,
+                                 "meta": {"recipe": dataclasses.asdict(recipe), "n_train": n_train,
+                                          "source": card["data_source"]}})
     return path
 
 

@@ -9,6 +9,7 @@ takes seconds. Described in the introduction ("How to run it").
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,8 +62,6 @@ def chapters_from_toc(root: Path = ROOT) -> list[Path]:
 def execution_order(chapters: list[Path], root: Path = ROOT) -> list[Path]:
     """Reading order, except that a notebook runs after the pages its metadata ``igkd.execute_after``
     names (chapter 3's explorer shows the accuracies of chapter 5's runs, read from the run cache)."""
-    import json
-
     after = {}
     for chapter in chapters:
         source = Path(root) / chapter

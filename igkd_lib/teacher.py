@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import models
 from .augment import random_crop_flip, to_float
@@ -22,9 +23,10 @@ from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
 from .storage import atomic_torch_save, atomic_write_json, sha256_file, stable_hash
 from .maps import model_sha256
-from .train import TrainResult, train_loop, warmup_cosine
+from .train import TrainResult, returned_weights, train_loop, warmup_cosine
 
-__all__ = ["TeacherRecipe", "CPU_RECIPE", "CPU_FINETUNE", "CPU_POLISH", "CPU_STAGES", "recipe_from_config", "train_teacher",
+__all__ = ["TeacherRecipe", "CPU_RECIPE", "CPU_FINETUNE", "CPU_POLISH", "CPU_AVERAGE", "CPU_AVERAGE_POLISH", "CPU_STAGES",
+           "AveragedTeacherRecipe", "recipe_from_config", "train_teacher",
            "train_stages", "adopt_shipped_stages", "get_teacher", "TeacherInfo",
            "SHIPPED_WEIGHTS", "SHIPPED_CARD", "SHIPPED_TARGET", "ship_teacher", "ship_stages", "stage_checkpoint", "load_shipped_teacher", "cli"]
 
@@ -64,7 +66,25 @@ CPU_FINETUNE = TeacherRecipe(epochs=12, batch_size=128, lr=0.04, weight_decay=5e
 # the rate fell), so one more, gentler warm restart.
 CPU_POLISH = TeacherRecipe(epochs=7, batch_size=128, lr=0.01, weight_decay=5e-4, warmup=0.05,
                            label_smoothing=0.1, resolutions=((0, 32),), seed=2)
-CPU_STAGES = (CPU_RECIPE, CPU_FINETUNE, CPU_POLISH)
+
+
+@dataclass(frozen=True)
+class AveragedTeacherRecipe(TeacherRecipe):
+    """A recipe whose result is an exponential moving average of the weights (decay per step),
+    buffers (batch-norm statistics) included. A subclass, so the earlier recipes' hashes stay as they were."""
+
+    ema_decay: float = 0.999
+
+
+# Its fourth: the third ended at 88.67 -> 89.13% with the training accuracy at 95.9%, so a longer warm
+# restart whose result is the moving average of its weights (a smoother point of the same valley).
+CPU_AVERAGE = AveragedTeacherRecipe(epochs=16, batch_size=128, lr=0.03, weight_decay=5e-4, warmup=0.05,
+                                    label_smoothing=0.1, resolutions=((0, 32),), seed=3, ema_decay=0.999)
+# Its fifth: the average ended at 89.86% (its trained weights at 89.46%, training accuracy 96.7%), so a last,
+# gentle restart from the average, averaged over a longer horizon (about five epochs).
+CPU_AVERAGE_POLISH = AveragedTeacherRecipe(epochs=5, batch_size=128, lr=0.01, weight_decay=5e-4, warmup=0.05,
+                                           label_smoothing=0.1, resolutions=((0, 32),), seed=4, ema_decay=0.9995)
+CPU_STAGES = (CPU_RECIPE, CPU_FINETUNE, CPU_POLISH, CPU_AVERAGE, CPU_AVERAGE_POLISH)
 
 
 def recipe_from_config(config: Config) -> TeacherRecipe:
@@ -101,6 +121,9 @@ def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: 
     meta = {"recipe": dataclasses.asdict(recipe), "n_train": len(train), "source": train.source}
     if init is not None:  # a checkpoint resumes only a stage that started from the same weights
         meta["init_sha256"] = model_sha256(model)
+    if isinstance(recipe, AveragedTeacherRecipe):
+        loop_options["average"] = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay),
+                                                use_buffers=True)
     return train_loop(model, optimizer, warmup_cosine(recipe.lr, steps, recipe.warmup), train, test,
                       epochs=recipe.epochs, batch_size=recipe.batch_size, seed=recipe.seed, device=device,
                       batch_fn=batch_fn, loss_fn=loss_fn, checkpoint=checkpoint, desc="teacher",
@@ -224,8 +247,9 @@ def train_stages(stages: tuple, train: Cifar10, test: Cifar10, device: torch.dev
         state = _finished_weights(stages, cache_dir, index)
         if state is not None:
             model = models.teacher()
-            model.load_state_dict(state["model"])
-            result, init, start = TrainResult(model=model, log=state["log"]), state["model"], index + 1
+            weights = returned_weights(state)
+            model.load_state_dict(weights)
+            result, init, start = TrainResult(model=model, log=state["log"]), weights, index + 1
             break
     for index in range(start, len(stages)):
         result = train_teacher(stages[index], train, test, device, progress=progress, init=init,
@@ -297,7 +321,7 @@ def ship_stages(stages: tuple, cache_dir: str | Path, weights: Path = SHIPPED_WE
         raise FileNotFoundError(f"no teacher checkpoint under cache_dir={cache_dir}; "
                                 "run `python -m igkd_lib teacher` first")
     model = models.teacher()
-    model.load_state_dict(states[-1]["model"])
+    model.load_state_dict(returned_weights(states[-1]))
     history = tuple((stages[i], state["log"]) for i, state in enumerate(states[:-1]))
     return ship_teacher(TrainResult(model=model, log=states[-1]["log"]), stages[len(states) - 1],
                         states[-1]["meta"]["source"], torch.device("cpu"), weights=weights, history=history,

@@ -14,13 +14,14 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .data import Cifar10
 from .storage import atomic_torch_save
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
-           "epoch_generator", "autocast"]
+           "epoch_generator", "autocast", "returned_weights"]
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator, int], tuple]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
@@ -93,18 +94,31 @@ class TrainResult:
         return max((row["test_acc"] for row in self.log), default=float("nan"))
 
 
+def returned_weights(checkpoint_state: dict) -> dict:
+    """The weights a run's checkpoint stands for: those of its average where it averaged, else the model's."""
+    average = checkpoint_state.get("average")
+    if average is None:
+        return checkpoint_state["model"]
+    return {key.removeprefix("module."): value for key, value in average.items() if key.startswith("module.")}
+
+
 def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float],
                train: Cifar10, test: Cifar10, *, epochs: int, batch_size: int, seed: int,
                device: torch.device, batch_fn: BatchFn, loss_fn: LossFn, checkpoint: Path | None = None,
                eval_batch_size: int = 500, desc: str = "train", progress: bool = True,
-               checkpoint_meta: dict | None = None, stop_after: int | None = None) -> TrainResult:
+               checkpoint_meta: dict | None = None, stop_after: int | None = None,
+               average: AveragedModel | None = None) -> TrainResult:
     """Train for ``epochs``, evaluating and checkpointing after each; resume from ``checkpoint``.
 
     ``batch_fn(uint8_images, positions, generator, epoch)`` returns the model input and extras;
     ``loss_fn(model, x, labels, extras)`` returns the scalar loss. ``stop_after`` ends the call
-    after that many epochs in this call (for tests of resuming).
+    after that many epochs in this call (for tests of resuming). Given ``average`` (an
+    ``AveragedModel`` of ``model``, e.g. an EMA), it is updated after every step and is what the run
+    returns: each row's ``test_acc`` is the averaged weights', ``live_test_acc`` the trained ones'.
     """
     model = prepare_model(model, device)
+    if average is not None:
+        average = prepare_model(average, device)
     images, labels = train.images.to(device), train.labels.to(device)
     log: list = []
     start_epoch = 0
@@ -113,6 +127,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
         if state.get("meta") == (checkpoint_meta or {}):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if average is not None:
+                average.load_state_dict(state["average"])
             start_epoch, log = state["epoch"] + 1, state["log"]
     steps_per_epoch = math.ceil(len(train) / batch_size)
     done_here = 0
@@ -136,18 +152,23 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update_parameters(model)
             total_loss += float(loss.detach()) * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "loss": total_loss / len(train), "train_acc": 100.0 * correct / len(train),
                "test_acc": evaluate(model, test, eval_batch_size), "seconds": seconds,
                "images_per_s": len(train) / seconds}
+        if average is not None:
+            row = {**row, "test_acc": evaluate(average.module, test, eval_batch_size), "live_test_acc": row["test_acc"]}
         log.append(row)
         done_here += 1
         if checkpoint is not None:
             atomic_torch_save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                           "epoch": epoch, "log": log, "meta": checkpoint_meta or {}})
+                                           "epoch": epoch, "log": log, "meta": checkpoint_meta or {},
+                                           **({"average": average.state_dict()} if average is not None else {})})
         if progress:
             tqdm.write(f"{desc} epoch {epoch + 1}: loss {row['loss']:.4f} train {row['train_acc']:.2f}% "
                        f"test {row['test_acc']:.2f}% ({row['images_per_s']:.0f} img/s)")
-    return TrainResult(model=model, log=log)
+    return TrainResult(model=average.module if average is not None else model, log=log)

@@ -75,6 +75,12 @@ def test_teacher_training_plot_draws_every_epoch_and_each_image_size():
     assert "(6 of 6 epochs, complete)" in staged_info.training_provenance()  # every stage's epochs, not the last's
     fig = results.teacher_training_plot(staged_info)
     assert [t.get_text() for t in fig.axes[1].texts] == ["stage 1, 32 px", "stage 2, 32 px"]
+    assert len(fig.axes[1].get_lines()) == 3  # no averaged stage: train, test, target
+    plt.close(fig)
+    averaged = tuple({**row, "live_test_acc": row["test_acc"] - 1} if row["stage"] == 2 else row for row in staged)
+    fig = results.teacher_training_plot(dataclasses.replace(staged_info, log=averaged))
+    live = [line for line in fig.axes[1].get_lines() if "trained weights" in line.get_label()]
+    assert len(live) == 1 and list(live[0].get_ydata())[-2:] == [44.0, 53.0]
     plt.close(fig)
     try:
         results.teacher_training_plot(TeacherInfo("shipped", 0.0, "abc", "offline", {}))

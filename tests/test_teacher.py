@@ -77,6 +77,28 @@ def test_get_teacher_falls_back_to_training_when_weights_are_absent(tmp_path, mo
 _load = teacher_module.load_shipped_teacher
 
 
+
+def test_an_averaged_stage_returns_the_moving_average_and_resumes_it(tiny_data, tmp_path):
+    from igkd_lib.maps import model_sha256
+    from igkd_lib.teacher import AveragedTeacherRecipe, ship_stages, stage_checkpoint
+
+    train, test = tiny_data
+    recipe = AveragedTeacherRecipe(**{**dataclasses.asdict(TINY), "ema_decay": 0.5})
+    assert dataclasses.asdict(TINY) == {k: v for k, v in dataclasses.asdict(recipe).items() if k != "ema_decay"}
+    whole = train_teacher(recipe, train, test, torch.device("cpu"), progress=False)
+    plain = train_teacher(TINY, train, test, torch.device("cpu"), progress=False)  # same seed, same steps
+    assert [r["loss"] for r in whole.log] == [r["loss"] for r in plain.log]  # averaging does not touch training
+    assert model_sha256(whole.model) != model_sha256(plain.model)  # but the run returns the average
+    assert all("live_test_acc" in row for row in whole.log) and "live_test_acc" not in plain.log[0]
+    assert [r["live_test_acc"] for r in whole.log] == [r["test_acc"] for r in plain.log]
+    checkpoint = stage_checkpoint(tmp_path, (recipe,), 0)
+    train_teacher(recipe, train, test, torch.device("cpu"), checkpoint=checkpoint, progress=False, stop_after=1)
+    resumed = train_teacher(recipe, train, test, torch.device("cpu"), checkpoint=checkpoint, progress=False)
+    assert model_sha256(resumed.model) == model_sha256(whole.model)  # the average is checkpointed with the model
+    card = ship_stages((recipe,), tmp_path, weights=tmp_path / "shipped.pt")  # what ships is the average
+    shipped, _ = load_shipped_teacher(tmp_path / "shipped.pt")
+    assert model_sha256(shipped) == model_sha256(whole.model) and card["test_accuracy"] == whole.log[-1]["test_acc"]
+
 def test_shipped_teacher_card_if_present():
     shipped = load_shipped_teacher()
     if shipped is None:

@@ -55,7 +55,8 @@ def _size_bands(log: pd.DataFrame, recipe: dict) -> list[tuple[int, int, str]]:
 
 def teacher_training_plot(info, title: str = "") -> plt.Figure:
     """The teacher's training log (from its card): loss, and train/test accuracy per epoch, with the
-    training image size (and stage) of each epoch shaded; the test set is always scored at 32 px."""
+    training image size (and stage) of each epoch shaded; the test set is always scored at 32 px. In a
+    stage that averages its weights, "test" is the average's accuracy and a dotted line the trained weights'."""
     log = pd.DataFrame(list(info.log))
     if log.empty:
         raise ValueError("info.log is empty: this teacher's card has no training log to plot")
@@ -64,6 +65,9 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
     ax_loss.set_ylabel("training loss")
     ax_acc.plot(log["epoch"], log["train_acc"], marker="o", label="train (augmented, running)")
     ax_acc.plot(log["epoch"], log["test_acc"], marker="s", label="test (32 px)")
+    if "live_test_acc" in log:  # a stage whose result is a moving average: its trained weights' accuracy too
+        ax_acc.plot(log["epoch"], log["live_test_acc"], ls=":", marker=".", color="tab:orange",
+                    label="test, trained weights (the averaged stage ships their average)")
     ax_acc.axhline(SHIPPED_TARGET, color="tab:red", lw=0.8, ls="--", label=f"{SHIPPED_TARGET:.0f}% target")
     ax_acc.set_ylabel("accuracy (%)")
     bands = _size_bands(log, info.recipe)

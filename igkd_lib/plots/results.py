@@ -66,8 +66,8 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
     ax_acc.plot(log["epoch"], log["train_acc"], marker="o", label="train (augmented, running)")
     ax_acc.plot(log["epoch"], log["test_acc"], marker="s", label="test (32 px)")
     if "live_test_acc" in log:  # a stage whose result is a moving average: its trained weights' accuracy too
-        ax_acc.plot(log["epoch"], log["live_test_acc"], ls=":", marker=".", color="tab:orange",
-                    label="test, trained weights (the averaged stage ships their average)")
+        ax_acc.plot(log["epoch"], log["live_test_acc"], ls=":", marker=".", color="tab:green",
+                    label="test, trained weights (averaged stages)")
     ax_acc.axhline(SHIPPED_TARGET, color="tab:red", lw=0.8, ls="--", label=f"{SHIPPED_TARGET:.0f}% target")
     ax_acc.set_ylabel("accuracy (%)")
     bands = _size_bands(log, info.recipe)
@@ -76,7 +76,7 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
         for ax in (ax_loss, ax_acc):
             ax.axvspan(first - 0.5, last + 0.5, color=shade, zorder=0)
         ax_acc.text((first + last) / 2, 3, label, ha="center", va="bottom", fontsize=7,
-                    rotation=90 if last - first < 6 else 0)
+                    rotation=90 if last - first < 8 else 0)
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
     ax_acc.set_ylim(0, 100)

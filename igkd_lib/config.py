@@ -64,6 +64,8 @@ class Config:
     student_epochs: int = 100
     student_batch_size: int = 64
     student_lr: float = 1e-3
+    student_dropout: float = 0.0  # the official student has none (this book's earlier default: 0.2)
+    student_normalise: bool = False  # the official student takes raw [0, 1] pixels
     crop_padding: int = 4
     flip: bool = True
     eval_batch_size: int = 500
@@ -204,6 +206,7 @@ def _validate(c: Config) -> None:
         _check(getattr(c, name) >= 1, name, getattr(c, name), "an integer >= 1")
     for name in ("num_threads", "crop_padding", "subset_seed"):
         _check(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
+    _check(0.0 <= c.student_dropout < 1.0, "student_dropout", c.student_dropout, "a number in [0, 1)")
     for name in ("alpha", "p", "blend", "teacher_warmup"):
         _check(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
     _check(c.temperature > 0, "temperature", c.temperature, "a number > 0")

@@ -30,7 +30,8 @@ RUN_VERSION = 1
 
 # Fields that change a student run, grouped by what uses them.
 _DATA_FIELDS = ("data_source", "n_train", "n_test", "subset_seed")
-_STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "crop_padding", "flip")
+_STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
+                   "student_normalise", "crop_padding", "flip")
 _KD_FIELDS = ("temperature", "teacher_logits")
 _MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps",
                "ig_steps", "ig_method", "ig_baseline", "ig_target")

@@ -25,10 +25,16 @@ STUDENT_PARAMETERS = {3: 1_019_402, 5: 543_498, 7: 306_954, 9: 185_738,
 
 
 class Classifier(nn.Module):
-    """Normalise, ``features``, global average pool, dropout, linear head."""
+    """(Normalise,) ``features``, global average pool, dropout, linear head.
 
-    def __init__(self, features: nn.Sequential, width: int, num_classes: int = 10, dropout: float = 0.2):
+    ``normalise`` subtracts the CIFAR-10 mean and divides by its std inside the model (the teacher);
+    without it the first convolution sees the [0, 1] pixels as they are (the official student).
+    """
+
+    def __init__(self, features: nn.Sequential, width: int, num_classes: int = 10, dropout: float = 0.2,
+                 normalise: bool = True):
         super().__init__()
+        self.normalise = normalise
         self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
         self.features = features
@@ -36,7 +42,8 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (N, 3, H, W) pixels in [0, 1] -> logits (N, num_classes)."""
-        x = (x - self.mean) / self.std
+        if self.normalise:
+            x = (x - self.mean) / self.std
         x = self.features(x)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
         return self.classifier(x)
@@ -53,13 +60,18 @@ def teacher() -> Classifier:
     return Classifier(_cifar_mobilenet_features(), width=1280)
 
 
-def student(cut: int = 5) -> Classifier:
-    """The teacher's ``features[:-cut]`` + pool + Linear: 543,498 parameters at ``cut=5``."""
-    if not isinstance(cut, int) or not 1 <= cut <= 18:
+def student(cut: int = 5, *, dropout: float = 0.0, normalise: bool = False) -> Classifier:
+    """The teacher's ``features[:-cut]`` + pool + Linear: 543,498 parameters at ``cut=5``.
+
+    The defaults are the official student's (``SmallerMobileNet``): no dropout, raw [0, 1] pixels.
+    """
+    if not isinstance(cut, int) or isinstance(cut, bool) or not 1 <= cut <= 18:
         raise ValueError(f"cut={cut!r} is not allowed; allowed: an integer in [1, 18]")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout!r} is not allowed; allowed: a number in [0, 1)")
     features = _cifar_mobilenet_features()[:-cut]
     width = features[-1].out_channels
-    return Classifier(features, width=width)
+    return Classifier(features, width=width, dropout=dropout, normalise=normalise)
 
 
 def count_parameters(model: nn.Module) -> int:

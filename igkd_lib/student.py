@@ -100,7 +100,8 @@ def train_student(config: Config, method: str, seed: int, *, teacher: nn.Module 
     config = method_config(config, method)
     device = resolve_device(config.device)
     torch.manual_seed(seed)  # the student's initial weights
-    model = models.student(config.student_cut)
+    model = models.student(config.student_cut, dropout=config.student_dropout,
+                           normalise=config.student_normalise)
     batch_fn, loss_fn = batch_and_loss(config, teacher, maps, train, device, seed, progress)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.student_lr)
     meta = {"method": method, "seed": seed, "n_train": len(train), "source": train.source,

@@ -49,3 +49,14 @@ def test_models_normalise_inside():
 def test_bad_cut():
     with pytest.raises(ValueError, match="cut=0"):
         models.student(0)
+
+
+def test_student_defaults_are_the_official_students():
+    """No dropout and raw [0, 1] pixels by default; the teacher keeps its normalisation."""
+    s = models.student(5)
+    assert not s.normalise and s.classifier[0].p == 0.0
+    assert models.teacher().normalise
+    variant = models.student(5, dropout=0.2, normalise=True)
+    assert variant.normalise and variant.classifier[0].p == 0.2
+    with pytest.raises(ValueError, match="dropout"):
+        models.student(5, dropout=1.0)

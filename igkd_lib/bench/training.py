@@ -126,7 +126,8 @@ def run(config: Config, steps: int = 4, rounds: int = 2, num_workers: int | None
     maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
     torch.manual_seed(0)
     teacher = prepare_model(models.teacher(), device).eval()
-    student = prepare_model(models.student(config.student_cut), device)
+    student = prepare_model(models.student(config.student_cut, dropout=config.student_dropout,
+                                                  normalise=config.student_normalise), device)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr)
     fns = batch_and_loss(config, teacher, maps, train, device)
     x_all = train.images.to(device).float().div_(255)

@@ -7,7 +7,8 @@ CSS selector for the view's root, so the same checks run on the book's built cha
 
 ``IGKD_VIEW_SELECTOR`` (default ``.igkd-overlay``) picks the view; ``IGKD_VIEW_SCREENSHOT`` is where
 the screenshot of the view at the paper's setting goes (default: pytest's tmp folder).
-Without ``/usr/bin/chromium`` the tests skip, except under ``CI`` where they fail.
+Without ``/usr/bin/chromium`` the tests skip, except under ``CI`` or ``IGKD_REQUIRE_BROWSER=1`` (set by
+``make test``, which installs chromium first) where they fail.
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def _require_browser() -> None:
             import playwright.sync_api  # noqa: F401
         except ImportError:
             problem = "the playwright Python package is missing (pip install playwright)"
-    if problem and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"browser tests must run under CI: {problem}")
+    required = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CI", "IGKD_REQUIRE_BROWSER"))
+    if problem and required:
+        pytest.fail(f"browser tests must run under CI and make test: {problem}")
     if problem:
         pytest.skip(f"no browser: {problem}")
 

@@ -251,3 +251,24 @@ def test_every_page_reads_well_at_1280px(site):
     reports = read_pages(site, HTML_PAGES, site.parent / "screenshots")
     problems = [f"{page}: {p}" for page, report in reports.items() for p in report["problems"]]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_plumbing_is_tagged_not_written_on_the_page(page):
+    """Issue 15: nbval's markers are cell tags (which nbval honours), the Colab cell is removed from the page,
+    the parameters cell is folded away, and every figure cell carries a caption and alt text."""
+    from nbval.plugin import find_metadata_tags
+
+    assert dict(find_metadata_tags({"tags": ["nbval-ignore-output"]})) == {"check": False}
+    nb = nbformat.read(ROOT / page, as_version=4)
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        tags = cell.metadata.get("tags", [])
+        assert "NBVAL" not in cell.source, f"{page}: an NBVAL comment; use the nbval-ignore-output tag"
+        if cell.source.startswith("# On Colab"):
+            assert "remove-cell" in tags, f"{page}: the Colab install cell must be tagged remove-cell"
+        if "parameters" in tags:
+            assert "hide-cell" in tags, f"{page}: the parameters cell must be tagged hide-cell"
+        if "figure_note(" in cell.source and ", figure_note" not in cell.source:
+            figure = cell.metadata.get("mystnb", {})
+            assert figure.get("figure", {}).get("caption") and len(figure.get("image", {}).get("alt", "")) > 20, \
+                f"{page}: a figure cell needs mystnb.figure.caption and mystnb.image.alt"

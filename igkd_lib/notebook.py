@@ -32,15 +32,13 @@ def caption(config: Config, data_source: str | None = None, what: str = "") -> s
 
 
 def figure_note(text: str, figure=None) -> None:
-    """Show ``figure`` (a matplotlib Figure, then closed) and under it ``text`` (a provenance line,
-    :func:`caption`) as a small paragraph that wraps at the column's width."""
-    import html
-
-    from IPython.display import HTML, display
-
+    """Show ``figure`` (a matplotlib Figure, then closed) and print under it ``text`` (a provenance line,
+    :func:`caption`). The line is a text stream, not a display, so the book's figure caption (cell metadata
+    ``mystnb.figure``) wraps the image alone; the book's stylesheet sets it small and wrapping."""
     if figure is not None:
         import matplotlib.pyplot as plt
+        from IPython.display import display
 
         display(figure)
         plt.close(figure)
-    display(HTML(f'<p class="igkd-provenance">{html.escape(str(text))}</p>'))
+    print(text, flush=True)

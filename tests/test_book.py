@@ -188,6 +188,7 @@ _READER_CHECK = r"""() => {
   for (const block of blocks) {
     for (const el of [block, ...block.querySelectorAll('*')]) {
       if (!visible(el) || ['script', 'style'].includes(el.tagName.toLowerCase())) continue;
+      if (el.closest('mjx-assistive-mml')) continue;  // MathJax's screen-reader copy, clipped on purpose
       const r = el.getBoundingClientRect();
       if (r.width === 0) continue;
       if (!inScroller(el, block) && (r.right > column.right + 1 || r.left < column.left - 1))
@@ -216,6 +217,12 @@ _READER_CHECK = r"""() => {
 }"""
 
 
+# True once MathJax has typeset every formula of the page (or the page has none).
+_MATH_TYPESET = """() => { const math = document.querySelectorAll('article .math').length;
+  return math === 0 || (window.MathJax !== undefined && MathJax.startup !== undefined
+    && document.querySelectorAll('article mjx-container').length >= math); }"""
+
+
 def read_pages(site: Path, pages: list[str], screenshots: Path | None = None) -> dict:
     """{page: report} for every built ``page`` (html path relative to ``site``) at READER_WIDTH px.
 
@@ -228,7 +235,7 @@ def read_pages(site: Path, pages: list[str], screenshots: Path | None = None) ->
         for page in pages:
             tab.goto((site / page).resolve().as_uri())
             tab.wait_for_load_state("load")
-            tab.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise")
+            tab.wait_for_function(_MATH_TYPESET)
             tab.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
             reports[page] = tab.evaluate(_READER_CHECK)
             if screenshots is not None:

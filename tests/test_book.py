@@ -184,7 +184,7 @@ _READER_CHECK = r"""() => {
   const tableScroller = el => scrolls(el) && el.querySelector('table') !== null;
   const inScroller = (el, top) => { for (let a = el.parentElement; a && a !== top; a = a.parentElement) {
       if (scrolls(a)) return true; } return false; };
-  const blocks = Array.from(article.querySelectorAll('.cell_output, div.math, mjx-container[display="true"]'));
+  const blocks = Array.from(article.querySelectorAll('.cell_output, div.math'));
   for (const block of blocks) {
     for (const el of [block, ...block.querySelectorAll('*')]) {
       if (!visible(el) || ['script', 'style'].includes(el.tagName.toLowerCase())) continue;

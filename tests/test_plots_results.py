@@ -120,3 +120,11 @@ def test_figures_are_drawn_at_the_column_width():
                 results.grid_heatmap(runs, "temperature", "alpha")):
         assert fig.get_figwidth() == WIDTH
         plt.close(fig)
+
+
+def test_learning_curves_of_one_epoch_say_they_are_not_curves():
+    curves = pd.DataFrame({"method": ["kd", "kd_ig"], "seed": 0, "epoch": [1, 1], "test_acc": [10.0, 10.0]})
+    fig = results.learning_curves_plot(curves)
+    assert any("not a curve" in t.get_text() for t in fig.axes[0].texts)
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    plt.close(fig)

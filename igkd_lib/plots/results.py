@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 import torch
 
 from ..stats import METHOD_ORDER, summarise
@@ -83,7 +84,7 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
     log = pd.DataFrame(list(info.log))
     if log.empty:
         raise ValueError("info.log is empty: this teacher's card has no training log to plot")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(WIDTH, 3.6))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(WIDTH, 4.2))
     ax_loss.plot(log["epoch"], log["loss"], marker="o", color="tab:gray")
     ax_loss.set_ylabel("training loss")
     ax_acc.plot(log["epoch"], log["train_acc"], marker="o", label="train (augmented, running)")
@@ -99,14 +100,15 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
         for ax in (ax_loss, ax_acc):
             ax.axvspan(first - 0.5, last + 0.5, color=shade, zorder=0)
         ax_acc.text((first + last) / 2, 3, label, ha="center", va="bottom", fontsize=FONT,
-                    rotation=90 if last - first < 8 else 0)
+                    rotation=90 if last - first < 20 else 0)  # a horizontal label needs ~20 epochs at WIDTH
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
     ax_acc.set_ylim(0, 100)
-    ax_acc.legend(fontsize=FONT - 1, loc="center right")
+    fig.legend(*ax_acc.get_legend_handles_labels(), fontsize=FONT, loc="lower center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))  # below the panels: inside, it hid the stage labels
     if title:
         fig.suptitle(title, fontsize=FONT + 1, wrap=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
 
 
@@ -148,6 +150,11 @@ def learning_curves_plot(curves: pd.DataFrame, value: str = "test_acc", title: s
     sns.lineplot(data=curves, x="epoch", y=value, hue="method", hue_order=order, errorbar=("pi", 100),
                  marker="o", ax=ax)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epochs = curves["epoch"].nunique()
+    if epochs < 3:  # say so, rather than let two points pass for a curve
+        ax.text(0.99, 0.02, f"{epochs} epoch{'s' if epochs > 1 else ''} per run: not a curve yet", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=FONT, color="0.3")
     ax.set_ylabel(value.replace("_", " ") + (" (%)" if value.endswith("acc") else ""))
     if value.endswith("acc"):
         _span_at_least(ax, curves[value])

@@ -150,8 +150,11 @@ def learning_curves_plot(curves: pd.DataFrame, value: str = "test_acc", title: s
     sns.lineplot(data=curves, x="epoch", y=value, hue="method", hue_order=order, errorbar=("pi", 100),
                  marker="o", ax=ax)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     epochs = curves["epoch"].nunique()
+    if epochs < 10:
+        ax.set_xticks(sorted(curves["epoch"].unique()))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if epochs < 3:  # say so, rather than let two points pass for a curve
         ax.text(0.99, 0.02, f"{epochs} epoch{'s' if epochs > 1 else ''} per run: not a curve yet", transform=ax.transAxes,
                 ha="right", va="bottom", fontsize=FONT, color="0.3")

@@ -38,6 +38,8 @@ def test_grid_heatmap_cells_and_knob_plot():
     fig = results.grid_heatmap(runs.query("method == 'kd'"), "temperature", "alpha")
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert len(texts) == 4 and all("(n=3)" in t for t in texts)
+    low, high = fig.axes[0].collections[0].get_clim()
+    assert high - low >= results.MIN_SPAN  # the colour scale does not stretch a 1-point spread over all colours
     plt.close(fig)
     fig = results.knob_plot(runs.query("method == 'kd'"), "alpha")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.01", "0.1"]

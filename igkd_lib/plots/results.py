@@ -193,7 +193,10 @@ def grid_heatmap(runs: pd.DataFrame, row: str = "temperature", col: str = "alpha
                                  for m, s, n in zip(summary["mean"], summary["sd"], summary["n"])])
     text = notes.pivot(index=row, columns=col, values="text").reindex_like(means)
     fig, ax = plt.subplots(figsize=(WIDTH, min(1.0 * means.shape[0] + 1.6, 5.0)))
-    sns.heatmap(means, annot=text.fillna("").to_numpy(), fmt="", cmap="viridis", ax=ax,
+    low, high = float(np.nanmin(means.to_numpy())), float(np.nanmax(means.to_numpy()))
+    if high - low < MIN_SPAN:  # a colour scale of at least MIN_SPAN points: noise does not get the full range
+        low, high = (low + high) / 2 - MIN_SPAN / 2, (low + high) / 2 + MIN_SPAN / 2
+    sns.heatmap(means, annot=text.fillna("").to_numpy(), fmt="", cmap="viridis", ax=ax, vmin=low, vmax=high,
                 annot_kws={"fontsize": FONT}, cbar_kws={"label": f"mean {value} (%)"})
     if title:
         ax.set_title(title, fontsize=FONT + 1, wrap=True)

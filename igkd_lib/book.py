@@ -154,13 +154,30 @@ def _stage(root: Path, executed_dir: Path, stage: Path) -> None:
 
 
 def _copy_without_plumbing(source: Path, target: Path) -> None:
-    """Copy a notebook, tagging papermill's injected parameters cell ``remove-cell`` so the page does not show it."""
+    """Copy a notebook for the page: papermill's injected parameters cell is tagged ``remove-cell``, and
+    consecutive text streams of a cell are joined (a kernel may send a line's end on its own, which would
+    show as an empty block; Jupyter Book's own merging would also move a line printed under a figure above it)."""
     nb = json.loads(source.read_text())
     for cell in nb.get("cells", []):
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell["metadata"]["tags"] = tags + ["remove-cell"]
+        if "outputs" in cell:
+            cell["outputs"] = _join_streams(cell["outputs"])
     target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _join_streams(outputs: list) -> list:
+    joined: list = []
+    for output in outputs:
+        last = joined[-1] if joined else {}
+        if output.get("output_type") == "stream" and last.get("output_type") == "stream" \
+                and last.get("name") == output.get("name"):
+            text = lambda o: "".join(o["text"]) if isinstance(o["text"], list) else o["text"]  # noqa: E731
+            joined[-1] = {**last, "text": text(last) + text(output)}
+        else:
+            joined.append(output)
+    return joined
 
 
 def _jupyter_book() -> list[str]:

@@ -53,12 +53,19 @@ def test_no_page_waits_for_another_and_the_injected_parameters_are_hidden(tmp_pa
     tagged remove-cell when staged, so the page does not show it."""
     for page in book.chapters_from_toc():
         assert "execute_after" not in nbformat.read(ROOT / page, as_version=4).metadata.get("igkd", {}), page
+    from nbformat.v4 import new_output
+
     injected = new_code_cell('profile = "quick"')
     injected.metadata["tags"] = ["injected-parameters"]
-    nbformat.write(new_notebook(cells=[injected, new_code_cell("1")]), tmp_path / "in.ipynb")
+    split = new_code_cell("print(1)", outputs=[new_output("stream", name="stdout", text="a line"),
+                                               new_output("stream", name="stdout", text="\n"),
+                                               new_output("display_data", data={"text/plain": "x"}),
+                                               new_output("stream", name="stdout", text="under\n")])
+    nbformat.write(new_notebook(cells=[injected, split]), tmp_path / "in.ipynb")
     book._copy_without_plumbing(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
     cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     assert cells[0].metadata["tags"] == ["injected-parameters", "remove-cell"] and "tags" not in cells[1].metadata
+    assert [o.get("text") for o in cells[1].outputs] == ["a line\n", None, "under\n"]  # joined, order kept
 
 
 def _tiny_notebook(path: Path) -> None:

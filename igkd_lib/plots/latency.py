@@ -8,6 +8,7 @@ beside what we measured, each row labelled by device and method.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullLocator
 import numpy as np
 import pandas as pd
 
@@ -52,7 +53,11 @@ def plot_throughput(table: pd.DataFrame, caption: str = "") -> plt.Figure:
     for model, rows in table.groupby("model", sort=False):
         rows = rows.sort_values("batch_size")
         ax.plot(rows.batch_size, rows.throughput, "o-", label=model, lw=2.5 if model == "teacher" else 1.2)
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s", title="throughput")
+    ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel="batch size", ylabel="images / s", title="throughput")
+    sizes = sorted(table.batch_size.unique())
+    ax.set_xticks(sizes, [str(int(b)) for b in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.legend(fontsize=FONT, ncol=2)
     if caption:
         figure.suptitle(caption, fontsize=FONT + 1)

@@ -2,7 +2,9 @@
 
 The module fixture builds the site once (Jupyter Book, warnings as errors) into a temporary folder
 from the stored notebooks, which are executed on the smoke profile and validated by nbval
-(``make test``). Set ``IGKD_TEST_BOOK_EXECUTE=1`` to re-execute every page with papermill first.
+(``make test``). Set ``IGKD_TEST_BOOK_EXECUTE=1`` to re-execute every page with papermill first, or
+``IGKD_TEST_SITE=_build/html`` to check a site already built. The browser check of every page saves
+full-page screenshots beside the site's html folder, in ``screenshots/``.
 """
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ _ERROR = re.compile(r"Traceback \(most recent call last\)|class=\"[^\"]*\b(trace
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    """The built site's html folder (built once per test module)."""
+    """The built site's html folder (built once per test module; ``IGKD_TEST_SITE`` names an already built one,
+    e.g. ``_build/html`` after ``make book``)."""
+    if os.environ.get("IGKD_TEST_SITE"):
+        return Path(os.environ["IGKD_TEST_SITE"]).resolve()
     site_root = tmp_path_factory.mktemp("site")
     if os.environ.get("IGKD_TEST_BOOK_EXECUTE") == "1":
         index = book.build("smoke", site_root=site_root, progress=False).index

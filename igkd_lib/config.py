@@ -24,6 +24,8 @@ DATA_SOURCES = ("auto", "torchvision", "offline")
 MAP_ALIGNMENTS = ("aligned", "official")
 TEACHER_LOGITS = ("online", "cached")
 TEACHER_SOURCES = ("shipped", "train")
+# where the overlay maps come from (igkd_lib.map_sources); "ig" is the paper's
+MAP_SOURCES = ("ig", "ig_untrained", "ig_weak", "grad_x_input", "smoothgrad", "sobel", "constant")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 
 
@@ -83,6 +85,7 @@ class Config:
     exponent_low: float = 1.0
     exponent_high: float = 2.0
     map_alignment: str = "aligned"
+    map_source: str = "ig"  # the overlay maps: the teacher's IG (paper) or a control (igkd_lib.map_sources)
     shuffle_maps: bool = False
     teacher_logits: str = "online"
 
@@ -193,7 +196,7 @@ def _validate(c: Config) -> None:
     choices = dict(
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, teacher_logits=TEACHER_LOGITS,
-        teacher_source=TEACHER_SOURCES,
+        teacher_source=TEACHER_SOURCES, map_source=MAP_SOURCES,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

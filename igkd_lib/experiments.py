@@ -20,10 +20,10 @@ from . import student as _student
 from .config import Config
 from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
-from .storage import atomic_write_json, read_json, stable_hash
+from .storage import atomic_torch_save, atomic_write_json, read_json, stable_hash
 
 __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label", "ablation_variants",
-           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
+           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli", "run_files"]
 
 # Bump when a change of the training code makes cached runs stale.
 RUN_VERSION = 1
@@ -79,7 +79,7 @@ def _maps(config: Config, progress: bool):
 
     teacher, _ = _teacher(config, progress)
     train, _ = _splits(config)
-    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk")
+    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk", "map_source")
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
@@ -94,6 +94,8 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
         fields.update(c.key_fields(*_KD_FIELDS))
     if c.p > 0:
         fields.update(c.key_fields(*_MAP_FIELDS))
+        if c.map_source != "ig":  # only where not the paper's, so the keys of earlier runs still hold
+            fields["map_source"] = c.map_source
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
                   train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()))
@@ -102,6 +104,12 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
 
 def _run_path(config: Config, key: str) -> Path:
     return Path(config.cache_dir) / "runs" / f"{key}.json"
+
+
+def run_files(config: Config, key: str) -> tuple[Path, Path]:
+    """A run's row file (``.json``) and its student's final weights (a state dict, ``.weights.pt``)."""
+    path = _run_path(config, key)
+    return path, path.with_suffix(".weights.pt")
 
 
 def _load_cached(path: Path, key: str) -> dict | None:
@@ -156,6 +164,7 @@ def _train(config, method, seed, key, path, teacher, info, train, test, progress
            "n_train": len(train), **c.key_fields(*_ROW_KNOBS),
            "teacher_origin": info.origin, "teacher_acc": float(info.test_accuracy), "run_key": key}
     stored = {"key": key, "row": row, "log": [dict(r) for r in result.log]}
+    atomic_torch_save(run_files(config, key)[1], {k: v.detach().cpu() for k, v in result.model.state_dict().items()})
     atomic_write_json(path, stored)
     path.with_suffix(".pt").unlink(missing_ok=True)  # the checkpoint only served resuming
     return stored

@@ -75,7 +75,8 @@ def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.
     return {"teacher": teacher_sha, "data_source": data_source, "indices": hashlib.sha256(ordered).hexdigest(),
             "n": int(len(ordered)), "method": config.ig_method, "steps": config.ig_steps,
             "baseline": config.ig_baseline, "target": config.ig_target, "reduction": REDUCTION,
-            "precision": precision, "dtype": np.dtype(_DTYPE).name, "version": FORMAT_VERSION}
+            "precision": precision, "dtype": np.dtype(_DTYPE).name, "version": FORMAT_VERSION,
+            **({"source": config.map_source} if config.map_source != "ig" else {})}  # earlier IG keys still hold
 
 
 # --------------------------------------------------------------------------- computing
@@ -91,6 +92,9 @@ def _compute_chunk(teacher: nn.Module, images_uint8: torch.Tensor, targets: torc
     x = images_uint8.to(device).float().div_(255)
     context = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     with context:
+        if config.map_source != "ig":  # a control source (igkd_lib.map_sources)
+            from .map_sources import source_maps
+            return source_maps(config.map_source, teacher, x, targets, config).numpy().astype(np.float32)
         result = integrated_gradients(teacher, x, targets, n_steps=config.ig_steps, method=config.ig_method,
                                       baseline=config.ig_baseline, chunk_size=config.ig_chunk)
     return reduce_map(result.attributions).numpy().astype(np.float32)

@@ -1,0 +1,121 @@
+"""The studies beyond the paper: their GPU queue, the trained students they examine, the teacher on overlays.
+
+:func:`beyond_paper_queue` lists the paper-profile runs of the chapter "Beyond the paper" in
+priority order (overlay sources, then the compression sweep; the agreement and robustness studies
+train nothing new: they read the students of Table 1). :func:`trained_student` gives back the
+weights of any run of :func:`igkd_lib.experiments.run_one` (training it where it is missing).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import experiments, models
+from .augment import overlay
+from .config import STUDENT_CUTS, Config
+from .student import method_config
+
+__all__ = ["StudyEntry", "beyond_paper_queue", "trained_student", "official_students", "teacher_on_overlays",
+           "SOURCE_STUDY", "COMPRESSION_METHODS"]
+
+SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant")
+COMPRESSION_METHODS = ("baseline", "kd_ig")
+# the full-training-set students of SmallerMobileNet (the Train80Rand files use another layout of keys)
+_OFFICIAL = re.compile(r"^CIFAR10_(KD_IG|KD|IG)_T[0-9.]+_alpha[0-9.]+_p[0-9.]+_gamma0_TestAcc([0-9.]+)\.pt$")
+
+
+@dataclass(frozen=True)
+class StudyEntry:
+    """One queue entry: ``overrides`` of the paper config, trained for ``methods`` x ``seeds``."""
+
+    study: str
+    overrides: dict = field(default_factory=dict)
+    methods: tuple = ("kd_ig",)
+    seeds: tuple = tuple(range(10))
+    trains: bool = True
+
+
+def beyond_paper_queue(seeds=tuple(range(10))) -> list[StudyEntry]:
+    """The studies' runs at the ``paper`` profile, in priority order (after Table 1's four methods).
+
+    1. overlay sources (kd_ig and ig at the paper's p and blend, one entry per source);
+    2. agreement and robustness (``trains=False``: they read Table 1's students);
+    3. the compression sweep (baseline and kd_ig at every student cut but the paper's 5).
+    """
+    seeds = tuple(int(s) for s in seeds)
+    queue = [StudyEntry("overlay source", {"map_source": s}, ("kd_ig", "ig"), seeds)
+             for s in SOURCE_STUDY if s != "ig"]
+    queue += [StudyEntry(name, {}, ("baseline", "kd", "ig", "kd_ig"), seeds, trains=False)
+              for name in ("attribution agreement", "robustness under corruption")]
+    queue += [StudyEntry("compression", {"student_cut": cut}, COMPRESSION_METHODS, seeds)
+              for cut in STUDENT_CUTS if cut != 5]
+    return queue
+
+
+def _student_model(config: Config, state: dict) -> nn.Module:
+    model = models.student(config.student_cut, dropout=config.student_dropout, normalise=config.student_normalise)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def trained_student(config: Config, method: str, seed: int, progress: bool = False) -> tuple[nn.Module, dict]:
+    """The final student (eval mode, CPU) of a run and its row; trains the run where it is missing.
+
+    A run cached before runs kept their weights has no ``.weights.pt``: it is trained again (the
+    same run: CPU training is deterministic) so that its weights exist.
+    """
+    row = experiments.run_one(config, method, seed, progress=progress)
+    json_path, weights = experiments.run_files(config, row["run_key"])
+    if not weights.is_file():
+        json_path.unlink(missing_ok=True)
+        row = experiments.run_one(config, method, seed, progress=progress)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return _student_model(method_config(config, method), state), row
+
+
+def official_students(folder: str | Path | None = None) -> dict[str, tuple[nn.Module, float]]:
+    """The authors' published students that fit this architecture: {label: (model, their accuracy)}.
+
+    ``folder`` defaults to ``shared/data/official-checkpoints`` beside the checkout; the ``*_AT_*``
+    files and the ``Train80Rand`` ones (other layouts) are skipped; the authors published no
+    full-training-set baseline student. Returns {} where the folder is absent.
+    """
+    from .data import find_offline_copy
+
+    if folder is None:
+        offline = find_offline_copy()
+        folder = offline.parent / "official-checkpoints" if offline is not None else Path("/nonexistent")
+    out = {}
+    for path in sorted(Path(folder).glob("*.pt")):
+        match = _OFFICIAL.match(path.name)
+        if match is None:
+            continue
+        model = models.student(5)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        out[f"official {match.group(1).lower()}"] = (model.eval(), float(match.group(2)))
+    return out
+
+
+@torch.no_grad()
+def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
+                        blends=(0.0, 0.25, 0.5, 0.75), seed: int = 0) -> pd.DataFrame:
+    """The teacher's accuracy (%) and mean predictive entropy (nats) on images overlaid at each ``blend``.
+
+    Every image is overlaid (p = 1) with its own map (k, H, W); one row per blend.
+    """
+    x = images_uint8.float() / 255
+    rows = []
+    for blend in blends:
+        generator = torch.Generator().manual_seed(seed)
+        logits = teacher(overlay(x, maps, p=1.0, blend=float(blend), generator=generator))
+        probs = logits.softmax(1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1)
+        rows.append({"blend": float(blend), "n": len(labels), "accuracy": float((logits.argmax(1) == labels).float().mean() * 100),
+                     "entropy": float(entropy.mean()), "entropy_max": float(np.log(logits.shape[1]))})
+    return pd.DataFrame(rows)

@@ -19,7 +19,7 @@ from .config import Config
 from .data import Cifar10, stratified_subset
 from .stats import t_interval
 
-__all__ = ["probe_images", "model_maps", "spearman_per_image", "top_fraction_iou", "agreement_rows",
+__all__ = ["agreement_study", "probe_images", "model_maps", "spearman_per_image", "top_fraction_iou", "agreement_rows",
            "summarise_agreement", "TOP_FRACTION"]
 
 TOP_FRACTION = 0.1
@@ -86,9 +86,23 @@ def summarise_agreement(rows: pd.DataFrame, by=("model",), value: str = "spearma
     for key, group in rows.groupby(by, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         mean, _, low, high = t_interval(group[value])
-        per_seed = group.groupby("seed")[value].mean() if "seed" in group else pd.Series([mean])
+        per_seed = group.groupby("seed", dropna=False)[value].mean() if "seed" in group else pd.Series([mean])
         _, _, seed_low, seed_high = t_interval(per_seed)
         out.append({**dict(zip(by, key)), "n_images": int(group["image"].nunique()), "n_seeds": len(per_seed),
                     "mean": mean, "images_ci_low": low, "images_ci_high": high,
                     "seeds_ci_low": seed_low, "seeds_ci_high": seed_high})
     return pd.DataFrame(out)
+
+
+def agreement_study(teacher: nn.Module, students: dict, probes: Cifar10, config: Config) -> tuple[pd.DataFrame, dict]:
+    """Every student's maps against the teacher's on ``probes``: (rows, {label: maps (n, H, W)}).
+
+    ``students``: {label: (model, method, seed)}; rows as :func:`agreement_rows` with model (the
+    method), label and seed; the maps dict starts with the teacher's.
+    """
+    maps = {"teacher": model_maps(teacher.cpu(), probes, config)}
+    parts = []
+    for label, (model, method, seed) in students.items():
+        maps[label] = model_maps(model, probes, config)
+        parts.append(agreement_rows(maps["teacher"], maps[label], probes, model=method, label=label, seed=seed))
+    return pd.concat(parts, ignore_index=True), maps

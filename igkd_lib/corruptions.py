@@ -21,7 +21,7 @@ from .data import Cifar10
 from .stats import t_interval
 from .train import predict_logits
 
-__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "exact_pixel_mask", "robustness_rows", "drop_table"]
+__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "exact_pixel_mask", "robustness_rows", "drop_table", "mean_drop_per_run"]
 
 # parameter per severity 1..5
 SEVERITIES = {
@@ -114,13 +114,22 @@ def robustness_rows(models: dict, data: Cifar10, kinds=CORRUPTIONS, severities=(
     return pd.DataFrame(rows)
 
 
-def drop_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy drop from clean (points) per method, corruption, severity and subset: mean over seeds, 95 % t-interval."""
+def _with_drop(rows: pd.DataFrame) -> pd.DataFrame:
     clean = rows[rows["kind"] == "clean"].set_index(["model", "subset"])["accuracy"]
     corrupted = rows[rows["kind"] != "clean"].copy()
     corrupted["drop"] = clean.loc[list(zip(corrupted["model"], corrupted["subset"]))].to_numpy() - corrupted["accuracy"]
+    return corrupted
+
+
+def mean_drop_per_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each model's drop from clean (points) averaged over all corruptions and severities, per subset."""
+    return _with_drop(rows).groupby(["model", "method", "seed", "subset"], as_index=False, dropna=False)["drop"].mean()
+
+
+def drop_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy drop from clean (points) per method, corruption, severity and subset: mean over seeds, 95 % t-interval."""
     out = []
-    for (method, kind, severity, subset), group in corrupted.groupby(["method", "kind", "severity", "subset"], sort=False):
+    for (method, kind, severity, subset), group in _with_drop(rows).groupby(["method", "kind", "severity", "subset"], sort=False):
         mean, sd, low, high = t_interval(group["drop"])
         out.append({"method": method, "kind": kind, "severity": severity, "subset": subset, "n_seeds": len(group),
                     "n_images": int(group["n"].iloc[0]), "drop": mean, "ci_low": low, "ci_high": high})

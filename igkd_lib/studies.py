@@ -21,11 +21,18 @@ from .augment import overlay
 from .config import STUDENT_CUTS, Config
 from .student import method_config
 
-__all__ = ["StudyEntry", "beyond_paper_queue", "trained_student", "official_students", "teacher_on_overlays",
+__all__ = ["BOOK_SIZES", "study_students", "StudyEntry", "beyond_paper_queue", "trained_student", "official_students", "teacher_on_overlays",
            "SOURCE_STUDY", "COMPRESSION_METHODS"]
 
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant")
 COMPRESSION_METHODS = ("baseline", "kd_ig")
+# the chapter's sizes per profile: overlay sources trained (one seed on smoke and quick), probe images
+# for the agreement, test images and severities for the robustness
+BOOK_SIZES = {
+    "smoke": dict(sources=("ig", "sobel", "constant"), n_probe=8, n_robust=200, severities=(1, 5)),
+    "quick": dict(sources=("ig", "sobel"), n_probe=48, n_robust=500, severities=(1, 3, 5)),
+    "paper": dict(sources=SOURCE_STUDY, n_probe=500, n_robust=10_000, severities=(1, 2, 3, 4, 5)),
+}
 # the full-training-set students of SmallerMobileNet (the Train80Rand files use another layout of keys)
 _OFFICIAL = re.compile(r"^CIFAR10_(KD_IG|KD|IG)_T[0-9.]+_alpha[0-9.]+_p[0-9.]+_gamma0_TestAcc([0-9.]+)\.pt$")
 
@@ -99,6 +106,19 @@ def official_students(folder: str | Path | None = None) -> dict[str, tuple[nn.Mo
         model = models.student(5)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         out[f"official {match.group(1).lower()}"] = (model.eval(), float(match.group(2)))
+    return out
+
+
+def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), seeds=None, official: bool = True,
+                   progress: bool = False) -> dict:
+    """{label: (model, method, seed)}: the trained students of ``methods`` x ``seeds`` (the profile's by
+    default; trained where missing), then the authors' published ones (seed None) if ``official``."""
+    out = {}
+    for method in methods:
+        for seed in (config.seeds if seeds is None else seeds):
+            out[f"{method} s{seed}"] = (trained_student(config, method, int(seed), progress)[0], method, int(seed))
+    if official:
+        out.update({label: (model, label, None) for label, (model, _) in official_students().items()})
     return out
 
 

@@ -20,6 +20,8 @@ _COMMANDS = {
     "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
     "teacher": ("igkd_lib.teacher", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
+    "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
+    "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
 }
 _BENCHES = {
@@ -53,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--ship", action="store_true", help="only ship the latest checkpoint's weights")
             command.add_argument("--from-shipped", action="store_true",
                                  help="start after the stages the shipped weights finished (a machine without the training cache)")
+        if name == "claims":
+            command.add_argument("--source", choices=("official", "paper", "quick"), default="official",
+                                 help="official: the authors' ten-run file (both versions); paper: results/paper/"
+                                      "runs.csv; quick: this cache's finished runs of the profile")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
     bench = sub.add_parser("bench", help="benchmarks that print figures")

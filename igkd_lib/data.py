@@ -24,7 +24,7 @@ from .config import Config
 from .storage import atomic_save_npy, atomic_write_json, sha256_file
 
 __all__ = ["Cifar10", "DataUnavailable", "load_cifar10", "stratified_subset", "load_splits", "SOURCE_LABELS",
-           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label"]
+           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label", "exact_rows"]
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SOURCE_LABELS = {
@@ -200,6 +200,18 @@ def find_offline_copy() -> Path | None:
             if (candidate / _ZIP).is_file():
                 return candidate
     return None
+
+
+def exact_rows(data: Cifar10) -> torch.Tensor:
+    """Positions of ``data``'s rows whose pixels are canonical CIFAR-10: all of them from torchvision,
+    on the offline copy only the images whose exact pixels it holds (the first 1,017 of each batch file)."""
+    if data.source != "offline":
+        return torch.arange(len(data))
+    folder = find_offline_copy()
+    if folder is None:
+        raise DataUnavailable(f"The offline copy is not found, so its exact rows are unknown. {_explain([])}")
+    exact = torch.from_numpy(np.load(Path(folder) / _NPZ)[f"{data.split}_exact_index"].astype(np.int64))
+    return torch.nonzero(torch.isin(data.indices, exact)).flatten()
 
 
 def decode_offline_copy(folder: Path, cache_dir: Path) -> dict[str, Path]:

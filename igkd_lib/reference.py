@@ -63,8 +63,8 @@ def committed_results(profile: str = "paper", folder: Path | None = None) -> pd.
     """
     path = Path(folder or RESULTS_DIR) / profile / _RUN_FILE
     if not path.is_file():
-        return pd.DataFrame(columns=["method", "seed", "final_acc", "best_acc", "source"])
-    runs = pd.read_csv(path)
+        return pd.DataFrame(columns=["method", "seed", "final_acc", "best_epoch_acc", "source"])
+    runs = pd.read_csv(path).rename(columns={"best_acc": "best_epoch_acc"})  # tables written before the rename
     runs["source"] = f"committed {profile}-profile runs"
     meta = path.with_name("provenance.json")
     runs.attrs["provenance"] = read_json(meta) if meta.is_file() else {}
@@ -83,7 +83,7 @@ def comparison_table(runs: pd.DataFrame, label: str, value: str = "final_acc") -
             o = ours.iloc[0]
             spread = "; no spread" if math.isnan(o["sd"]) else f" ± {o['sd']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}]"
             row[f"{label}: mean ± sd [95% CI] (n)"] = f"{o['mean']:.2f}{spread} (n={o['n']})"
-            row[f"{label}: best run"] = f"{o['best']:.2f}"
+            row[f"{label}: best of n"] = f"{o['best_of_n']:.2f}"
         row[SOURCE_PAPER] = f"{PAPER_REPORTED[method]:.2f}" if method in PAPER_REPORTED else ""
         official = OFFICIAL_MEANS.get(method)
         row[SOURCE_OFFICIAL] = f"{official[0]:.2f} ± {official[1]:.2f}" if official else ""

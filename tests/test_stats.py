@@ -34,7 +34,7 @@ def test_summarise_in_method_order_with_best_run():
     assert list(table["method"]) == list(stats.METHOD_ORDER)
     for row in table.itertuples():
         values = runs.loc[runs["method"] == row.method, "final_acc"]
-        assert row.n == 5 and row.mean == pytest.approx(values.mean()) and row.best == values.max()
+        assert row.n == 5 and row.mean == pytest.approx(values.mean()) and row.best_of_n == values.max()
         assert row.ci_low < row.mean < row.ci_high and row.note == ""
 
 
@@ -72,3 +72,12 @@ def test_compare_methods_against_baseline_and_kd():
     assert set(table.loc[table["b"] == "kd", "a"]) == {"baseline", "ig", "kd_ig"}
     only = stats.compare_methods(_runs().query("method in ['baseline', 'ig']"))
     assert list(zip(only["a"], only["b"])) == [("ig", "baseline")]
+
+
+def test_wilson_interval_known_values_and_bad_input():
+    acc, low, high = stats.wilson_interval(81, 100)
+    assert acc == 81 and (low, high) == pytest.approx((72.22, 87.49), abs=0.01)  # Wilson's textbook example
+    assert stats.wilson_interval(0, 10)[1] == pytest.approx(0.0, abs=1e-9)  # never below 0
+    assert stats.wilson_interval(10, 10)[2] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="correct"):
+        stats.wilson_interval(11, 10)

@@ -37,7 +37,7 @@ LEVEL = 0.05
 COLUMNS = ["claim", "paper", "source", "n", "difference", "ci_low", "ci_high", "p", "p_holm", "detectable",
            "verdict", "evidence"]
 _KNOBS = {"alpha": 0.0, "p": 0.0, "temperature": PAPER_DEFAULTS["temperature"], "blend": PAPER_DEFAULTS["blend"],
-          "map_alignment": "aligned", "shuffle_maps": False}
+          "map_alignment": "aligned", "shuffle_maps": False, "map_views": "clean", "teacher_logits": "online"}
 _METHOD_KNOBS = {"baseline": {}, "kd": {"alpha": PAPER_DEFAULTS["alpha"]}, "ig": {"p": PAPER_DEFAULTS["p"]},
                  "kd_ig": {"alpha": PAPER_DEFAULTS["alpha"], "p": PAPER_DEFAULTS["p"]}}
 _R = PAPER_REPORTED
@@ -53,11 +53,11 @@ _NO_RUNS = "no runs of this kind in this source"
 
 # --------------------------------------------------------------------------- selecting runs
 def _with_knobs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Fill knob columns a table lacks (the official file has none) with each method's paper settings."""
+    """Fill knob columns a table lacks (the official file has none), or values it lacks, with the paper's settings."""
     runs = runs.copy()
     for name, default in _KNOBS.items():
-        if name not in runs.columns:
-            runs[name] = [_METHOD_KNOBS.get(m, {}).get(name, default) for m in runs["method"]]
+        fill = pd.Series([_METHOD_KNOBS.get(m, {}).get(name, default) for m in runs["method"]], index=runs.index)
+        runs[name] = runs[name].where(runs[name].notna(), fill) if name in runs.columns else fill
     return runs
 
 
@@ -76,7 +76,9 @@ def _paper_settings(runs: pd.DataFrame, free=()) -> pd.Series:
                                  (("temperature" in free) | (runs["temperature"] == d["temperature"])))
     maps = (runs["p"] == 0) | ((("p" in free) | (runs["p"] == d["p"])) &
                                (("blend" in free) | (runs["blend"] == d["blend"])))
-    controls = (runs["map_alignment"] == "aligned") & (runs["shuffle_maps"].astype(str) != "True")
+    kd &= (runs["alpha"] == 0) | (runs["teacher_logits"] == "online")
+    controls = (runs["map_alignment"] == "aligned") & (runs["shuffle_maps"].astype(str) != "True") & \
+        (runs["map_views"] == "clean")
     return kd & maps & (controls | (runs["p"] == 0))
 
 
@@ -272,7 +274,8 @@ def _maps_matter_row(runs: pd.DataFrame, source: str) -> dict:
     """KD + IG with each image's own map against the shuffled-maps control (same knobs otherwise)."""
     kd_ig = runs[(runs["alpha"] == PAPER_DEFAULTS["alpha"]) & (runs["p"] == PAPER_DEFAULTS["p"]) &
                  (runs["temperature"] == PAPER_DEFAULTS["temperature"]) & (runs["blend"] == PAPER_DEFAULTS["blend"]) &
-                 (runs["map_alignment"] == "aligned")]
+                 (runs["map_alignment"] == "aligned") & (runs["map_views"] == "clean") &
+                 (runs["teacher_logits"] == "online")]
     shuffled = kd_ig["shuffle_maps"].astype(str) == "True"
     return _difference_row("the maps' content matters (own maps beat shuffled maps)", "implied", source,
                            _dedupe(kd_ig[~shuffled]).final_acc, _dedupe(kd_ig[shuffled]).final_acc,

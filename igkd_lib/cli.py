@@ -36,6 +36,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="profile (default: quick)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field by name; repeatable")
+    parser.add_argument("--preset", choices=("official",), default=None,
+                        help="official: replay the official code as a whole (igkd_lib.faults.OFFICIAL_CODE); "
+                             "--set overrides still apply on top")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
+        if getattr(args, "preset", None) == "official":
+            from .faults import OFFICIAL_CODE
+
+            overrides = {**OFFICIAL_CODE, **overrides}
         config = make_config(args.profile, **overrides)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

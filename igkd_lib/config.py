@@ -22,7 +22,8 @@ IG_TARGETS = ("label", "prediction")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATA_SOURCES = ("auto", "torchvision", "offline")
 MAP_ALIGNMENTS = ("aligned", "official")
-TEACHER_LOGITS = ("online", "cached")
+TEACHER_LOGITS = ("online", "cached", "official")  # official: the official code's fault (igkd_lib.faults)
+MAP_VIEWS = ("clean", "augmented")  # augmented: maps of randomly cropped and flipped views (the official maps)
 TEACHER_SOURCES = ("shipped", "train")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 
@@ -83,6 +84,7 @@ class Config:
     exponent_low: float = 1.0
     exponent_high: float = 2.0
     map_alignment: str = "aligned"
+    map_views: str = "clean"
     shuffle_maps: bool = False
     teacher_logits: str = "online"
 
@@ -192,7 +194,7 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
 def _validate(c: Config) -> None:
     choices = dict(
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
-        ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, teacher_logits=TEACHER_LOGITS,
+        ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
         teacher_source=TEACHER_SOURCES,
     )
     for name, allowed in choices.items():

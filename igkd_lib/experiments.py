@@ -33,12 +33,12 @@ _DATA_FIELDS = ("data_source", "n_train", "n_test", "subset_seed")
 _STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
                    "student_normalise", "crop_padding", "flip")
 _KD_FIELDS = ("temperature", "teacher_logits")
-_MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps",
+_MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "map_views", "shuffle_maps",
                "ig_steps", "ig_method", "ig_baseline", "ig_target")
 _TEACHER_FIELDS = ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr",
                    "teacher_weight_decay", "teacher_warmup", "device", "cache_dir", *_DATA_FIELDS)
 # Knobs recorded in every row (the ones chapters vary).
-_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_logits")
+_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views", "shuffle_maps", "teacher_logits")
 
 # Chapter 5's grids per profile: small on smoke and quick (one seed), the full grid on paper.
 ABLATION_GRIDS: dict[str, dict] = {
@@ -79,7 +79,7 @@ def _maps(config: Config, progress: bool):
 
     teacher, _ = _teacher(config, progress)
     train, _ = _splits(config)
-    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk")
+    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk", "map_views")
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
@@ -216,7 +216,8 @@ def ablation_seeds(profile: str, seeds=None) -> tuple:
 
 def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     """Config overrides of one chapter-5 ablation: ``"p"``, ``"temperature_alpha"``, ``"blend"``,
-    ``"controls"`` (shuffled maps, the official code's unaligned maps). ``values`` (e.g. ``p_values``)
+    ``"controls"`` (shuffled maps, the official code's unaligned maps, its teacher-logit table), ``"faults"``
+    (:func:`igkd_lib.faults.fault_ablation_variants`). ``values`` (e.g. ``p_values``)
     replace the profile's grid (:data:`ABLATION_GRIDS`) where not None."""
     grid = {**ABLATION_GRIDS[config.profile], **{k: v for k, v in values.items() if v is not None}}
     if which == "p":
@@ -226,8 +227,12 @@ def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     if which == "blend":
         return [{"blend": float(b)} for b in grid["blends"]]
     if which == "controls":
-        return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}]
-    raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls")
+        return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}, {"teacher_logits": "official"}]
+    if which == "faults":
+        from .faults import fault_ablation_variants
+
+        return fault_ablation_variants()
+    raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls, faults")
 
 
 def overlay_results(config: Config, seeds=None) -> pd.DataFrame:

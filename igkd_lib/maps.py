@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .attribution import integrated_gradients, reduce_map
 from .config import Config
 from .data import Cifar10
+from .faults import official_pairing  # the official code's faults live in faults.py
 from .storage import atomic_save_npy, atomic_write_json, read_json, sha256_file, stable_hash
 from .train import predict_logits
 
@@ -199,6 +200,11 @@ def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | 
     unique, first = np.unique(data.indices.numpy(), return_index=True)
     data = data.subset(torch.from_numpy(first))
     key = maps_key(config, model_sha256(teacher), train.source, train.indices, _precision(device))
+    if config.map_views == "augmented":  # the official maps: one random crop and flip of each image
+        from .faults import PRECOMPUTE_SEED, augmented_views
+
+        data = Cifar10(augmented_views(data.images, config), data.labels, data.indices, data.split, data.source)
+        key.update(views="augmented", views_seed=PRECOMPUTE_SEED, padding=config.crop_padding, flip=config.flip)
     name = stable_hash(key)
     folder = Path(config.cache_dir) / "maps" / name
     stored, seconds = _load_verified(folder, len(data)), 0.0
@@ -239,16 +245,6 @@ def open_maps(path: str | Path) -> tuple[np.memmap, np.ndarray]:
     """
     path = Path(path)
     return np.load(path, mmap_mode="r"), np.load(path.with_name("scales.npy"))
-
-
-def official_pairing(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """The official code's fault: maps stored in a shuffled loader's order, read back as if in dataset order.
-
-    Row i of the result is the map the official code paired with image i: the map of another image
-    (the one a shuffled loader yielded i-th). ``maps`` (N, H, W) -> (N, H, W).
-    """
-    order = torch.randperm(len(maps), generator=torch.Generator().manual_seed(seed))
-    return maps[order]
 
 
 def cli(config: Config, args) -> int:

@@ -27,7 +27,7 @@ from .reference import PAPER_DEFAULTS, PAPER_LATENCY_MS, PAPER_REPORTED, PAPER_T
 from .stats import holm, interaction, welch_difference, wilson_interval
 
 __all__ = ["VERDICTS", "SMALLEST_EFFECT", "ABSOLUTE_MARGIN", "LEVEL", "COLUMNS", "claims_table", "official_claims",
-           "size_claim", "latency_claim", "teacher_claim", "build_runs", "evidence", "findings", "power_by_source",
+           "size_claim", "latency_claim", "teacher_claim", "checkpoint_claim", "build_runs", "evidence", "findings", "power_by_source",
            "cli"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
@@ -209,6 +209,25 @@ def latency_claim(results: dict | None) -> dict:
                          "one cold forward pass")
 
 
+def checkpoint_claim(measured: pd.DataFrame | None) -> dict:
+    """The published students reach the accuracies in their names, on the test images with exact pixels.
+
+    ``measured``: :func:`igkd_lib.official.measure_checkpoints`. Supported when every name's number lies in
+    its file's Wilson 95% interval, contradicted when one lies outside.
+    """
+    claim, paper = "the published students reach the accuracies in their names", "file names (TestAcc...)"
+    source = "the authors' published checkpoints"
+    rows = measured[measured["note"] == ""] if measured is not None and len(measured) else pd.DataFrame()
+    if rows.empty:
+        return _row(claim, paper, source, n="0", verdict=VERDICTS[3], evidence="not measured in this build")
+    inside = (rows["canonical_ci_low"] <= rows["reported_acc"]) & (rows["reported_acc"] <= rows["canonical_ci_high"])
+    gap = rows["canonical_acc"] - rows["reported_acc"]
+    text = (f"{int(inside.sum())} of {len(rows)} names inside their file's interval on {int(rows['canonical_n'].iloc[0])} "
+            f"exact-pixel test images; measured minus named: {gap.min():+.2f} to {gap.max():+.2f} points")
+    return _row(claim, paper, source, n=f"{len(rows)} files", difference=float(gap.mean()),
+                verdict=VERDICTS[0] if inside.all() else VERDICTS[1], evidence=text)
+
+
 # --------------------------------------------------------------------------- verdicts
 def _verdicts(table: pd.DataFrame) -> pd.DataFrame:
     """Holm over the rows with a p-value, then each row's verdict (rows that have one keep it)."""
@@ -330,15 +349,19 @@ def _data_note(runs: pd.DataFrame) -> str:
     return "JPEG offline copy" if sources == ["offline"] else "/".join(sources) or "unknown data"
 
 
-def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFrame | None = None) -> pd.DataFrame:
+def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFrame | None = None,
+             measured: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every claim from every source: the authors' ten-run file (both versions), committed paper-profile
-    runs (``results/paper/runs.csv``), this build's ``runs`` (with ``config``), the teacher, the parameter
-    count and chapter 6's latency. One long table (:data:`COLUMNS`); the results summary and the findings
+    runs (``results/paper/runs.csv``), this build's ``runs`` (with ``config``), the teacher, the authors'
+    published students (``measured``: :func:`igkd_lib.official.measure_checkpoints`), the parameter count and
+    chapter 6's latency. One long table (:data:`COLUMNS`); the results summary and the findings
     page both show it."""
     from .bench.latency import load_results
 
     committed = committed_results("paper") if committed is None else committed
     tables = [official_claims()]
+    if measured is not None:
+        tables.append(_finish([checkpoint_claim(measured)]))
     if len(committed):
         tables.append(claims_table(committed, f"committed paper-profile runs ({_data_note(committed)})",
                                    canonical=_canonical(committed)))
@@ -354,7 +377,7 @@ def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFr
 
 # the order of preference of sources for a claim's overall status: independent paper-scale runs first
 _PREFERENCE = ("committed paper-profile", "this build (paper", "authors' ten-run file, 2025-03-23",
-               "authors' ten-run file", "this book's teacher", "chapter 6", "this build (parameter", "this build")
+               "authors' ten-run file", "the authors' published", "this book's teacher", "chapter 6", "this build (parameter", "this build")
 
 
 def findings(table: pd.DataFrame) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from . import models
 from .config import Config
 from .data import exact_rows, load_cifar10, stratified_subset
 from .stats import wilson_interval
-from .storage import atomic_path, sha256_file
+from .storage import atomic_path, atomic_write_json, read_json, sha256_file, stable_hash
 
 __all__ = ["REPOSITORY", "CHECKPOINT_COMMIT", "CHECKPOINT_DATE", "RESULT_VERSIONS", "METHOD_NAMES",
            "OfficialUnavailable", "OfficialCheckpoint", "ten_run_accuracies", "checkpoints", "parse_name",
@@ -193,10 +193,28 @@ def _accuracy_columns(prefix: str, correct: int, n: int) -> dict:
 def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
     """One row per published checkpoint: method, training_set, reported_acc (its name), accuracy on the
     profile's test images (n_test, the data in use) and on the canonical ones (exact pixels), each with
-    a Wilson 95% interval; attention-transfer files get a note instead."""
+    a Wilson 95% interval; attention-transfer files get a note instead.
+
+    Cached in ``{cache_dir}/official-checkpoints/measured-<key>.json`` (key: the files' SHA-256, the data
+    source and the test subset), so the chapter and the findings page measure once.
+    """
+    full = load_cifar10("test", config)
+    key = stable_hash({"files": [c.sha256 for c in checkpoints()], "source": full.source, "n_test": config.n_test,
+                       "subset_seed": config.subset_seed, "version": 1})
+    path = Path(config.cache_dir) / "official-checkpoints" / f"measured-{key}.json"
+    if path.is_file():
+        stored = read_json(path)
+        table = pd.DataFrame(stored["rows"])
+    else:
+        table = _measure(config, full, progress)
+        atomic_write_json(path, {"rows": table.to_dict(orient="records")})
+    table.attrs.update(data_source=full.source_label, canonical_source=full.source)
+    return table
+
+
+def _measure(config: Config, full, progress: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
-    full = load_cifar10("test", config)
     in_use = stratified_subset(full, config.n_test, config.subset_seed)
     canonical = full.subset(exact_rows(full))
     rows = []
@@ -212,9 +230,7 @@ def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
         row.update(_accuracy_columns("canonical_", _correct(model, canonical.images, canonical.labels, config),
                                      len(canonical)))
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table.attrs.update(data_source=full.source_label, canonical_source=canonical.source)
-    return table
+    return pd.DataFrame(rows)
 
 
 def _with_interval(row: pd.Series, prefix: str) -> str:

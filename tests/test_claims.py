@@ -108,3 +108,13 @@ def test_findings_name_the_deciding_source():
     assert any(col.startswith("this build") for col in found.columns)
     power = claims.power_by_source(runs, "t")
     assert list(power["difference (points)"]) == [0.2, 0.4, 0.8]
+
+
+def test_checkpoint_claim_from_measured_files():
+    rows = pd.DataFrame({"note": ["", "", "skipped"], "reported_acc": [92.3, 91.4, 92.0],
+                         "canonical_acc": [92.8, 91.9, np.nan], "canonical_ci_low": [91.1, 90.0, np.nan],
+                         "canonical_ci_high": [94.2, 93.5, np.nan], "canonical_n": [1017, 1017, np.nan]})
+    row = claims.checkpoint_claim(rows)
+    assert row["verdict"] == "supported" and row["n"] == "2 files" and "2 of 2" in row["evidence"]
+    assert claims.checkpoint_claim(rows.assign(canonical_ci_high=[92.0, 93.5, np.nan]))["verdict"] == "contradicted"
+    assert claims.checkpoint_claim(None)["verdict"] == "not tested"

@@ -25,7 +25,7 @@ from .config import Config
 from .data import Cifar10
 
 __all__ = ["PRECOMPUTE_SEED", "OFFICIAL_CODE", "FAULTS", "loader_order", "official_pairing", "augmented_views",
-           "official_teacher_logits", "fault_ablation_variants"]
+           "official_teacher_logits", "fault_ablation_variants", "fault_label"]
 
 # The official tables were computed once and reused by every run: one fixed loader order and one
 # augmented view per image, whatever the run's seed.
@@ -82,14 +82,24 @@ def official_teacher_logits(teacher: nn.Module, train: Cifar10, config: Config, 
     return official_pairing(logits)
 
 
-def fault_ablation_variants() -> list[dict]:
+def fault_ablation_variants(full: bool = True) -> list[dict]:
     """Config overrides for the fault ablation: the official code, then one fault removed at a time, then none.
 
     Run each with the methods the faults touch (``kd`` and ``kd_ig``; the map faults only matter when
-    p > 0). The last entry (no overrides) is this book's method.
+    p > 0). The last entry (no overrides) is this book's method. ``full=False`` keeps the two ends only
+    (the small version a CPU affords).
     """
     variants = [dict(OFFICIAL_CODE)]
     for name, (overrides, _) in FAULTS.items():
         fixed = {k: Config.__dataclass_fields__[k].default for k in overrides}
         variants.append({**OFFICIAL_CODE, **fixed})
-    return variants + [{}]
+    variants.append({})
+    return variants if full else [variants[0], variants[-1]]
+
+
+def fault_label(overrides: dict) -> str:
+    """A short name of one :func:`fault_ablation_variants` entry: "official code", "... without <fault>", "this book"."""
+    if not overrides:
+        return "this book"
+    missing = [name for name, (fault, _) in FAULTS.items() if any(overrides.get(k) != v for k, v in fault.items())]
+    return "official code" + (f" without the {', '.join(missing)} fault" if missing else "")

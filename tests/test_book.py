@@ -36,10 +36,11 @@ def site(tmp_path_factory) -> Path:
     return index.parent
 
 
-def test_toc_lists_six_chapters_in_order():
+def test_toc_lists_the_chapters_in_order_after_the_findings():
     toc = book._toc_files(TOC)
     numbers = [Path(f).name[:2] for f in toc if f.startswith("notebooks/")]
-    assert numbers == ["01", "02", "03", "04", "05", "06"]
+    assert numbers == ["01", "02", "03", "04", "05", "06", "07"]
+    assert toc[0] == "book/findings"  # right after the introduction (the root)
     assert toc[-2:] == ["book/results_summary", "book/references"]
 
 

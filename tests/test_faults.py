@@ -81,6 +81,8 @@ def test_preset_and_ablation_variants():
         removed = [k for k in overrides if variant[k] != faults.OFFICIAL_CODE[k]]
         assert removed == list(overrides)  # exactly one fault removed
         make_config("smoke", **variant)
+    assert [faults.fault_label(v) for v in faults.fault_ablation_variants(full=False)] == ["official code", "this book"]
+    assert faults.fault_label(variants[1]) == "official code without the map order fault"
     with pytest.raises(ConfigError, match="map_views"):
         make_config("smoke", map_views="jittered")
 

@@ -24,7 +24,8 @@ from .config import Config
 from .storage import atomic_save_npy, atomic_write_json, sha256_file
 
 __all__ = ["Cifar10", "DataUnavailable", "load_cifar10", "stratified_subset", "load_splits", "SOURCE_LABELS",
-           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label", "exact_rows"]
+           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label", "exact_rows",
+           "find_shared_folder"]
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SOURCE_LABELS = {
@@ -191,13 +192,18 @@ def _explain(tried: list[str]) -> str:
 # --------------------------------------------------------------------------- offline copy
 def find_offline_copy() -> Path | None:
     """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE`` or ``shared/data/fallback-cifar10`` nearby."""
-    env = os.environ.get("IGKD_CIFAR10_OFFLINE")
-    if env:
-        return Path(env)
+    return find_shared_folder("fallback-cifar10", _ZIP, "IGKD_CIFAR10_OFFLINE")
+
+
+def find_shared_folder(name: str, marker: str, env: str) -> Path | None:
+    """``$env`` if set, else the first ``shared/data/<name>`` holding ``marker``, from the working directory
+    or this package upwards (in a checkout or beside it), else None."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
     here = Path(__file__).resolve().parent
     for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
-        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10"):
-            if (candidate / _ZIP).is_file():
+        for candidate in (base / "shared" / "data" / name, base.parent / "shared" / "data" / name):
+            if (candidate / marker).is_file():
                 return candidate
     return None
 

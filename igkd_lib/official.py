@@ -15,7 +15,6 @@ See the chapter "The authors' artifacts".
 """
 from __future__ import annotations
 
-import os
 import re
 import urllib.request
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from torch import nn
 
 from . import models
 from .config import Config
-from .data import exact_rows, load_cifar10, stratified_subset
+from .data import exact_rows, find_shared_folder, load_cifar10, stratified_subset
 from .stats import wilson_interval
 from .storage import atomic_path, atomic_write_json, read_json, sha256_file, stable_hash
 
@@ -127,16 +126,7 @@ def checkpoints() -> list[OfficialCheckpoint]:
 
 def find_checkpoint_folder() -> Path | None:
     """``$IGKD_OFFICIAL_CHECKPOINTS``, else ``shared/data/official-checkpoints`` beside the repository, else None."""
-    env = os.environ.get("IGKD_OFFICIAL_CHECKPOINTS")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
-        for candidate in (base / "shared" / "data" / "official-checkpoints",
-                          base.parent / "shared" / "data" / "official-checkpoints"):
-            if (candidate / "SHA256SUMS").is_file():
-                return candidate
-    return None
+    return find_shared_folder("official-checkpoints", "SHA256SUMS", "IGKD_OFFICIAL_CHECKPOINTS")
 
 
 def fetch_checkpoint(checkpoint: OfficialCheckpoint, cache_dir: str | Path) -> Path:

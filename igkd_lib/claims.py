@@ -65,7 +65,8 @@ def _dedupe(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per run: a run shared by two sweeps (kd_ig at p = 0 is the KD run) counts once per selection."""
     if "run_key" in rows.columns and rows["run_key"].notna().all():
         return rows.drop_duplicates("run_key")
-    keys = [c for c in ("seed", "alpha", "p", "temperature", "blend", "map_alignment", "shuffle_maps") if c in rows]
+    keys = [c for c in ("seed", "alpha", "p", "temperature", "blend", "map_alignment", "shuffle_maps", "map_views",
+                        "teacher_logits") if c in rows]
     return rows.drop_duplicates(keys) if len(keys) > 1 else rows
 
 

@@ -118,3 +118,14 @@ def test_checkpoint_claim_from_measured_files():
     assert row["verdict"] == "supported" and row["n"] == "2 files" and "2 of 2" in row["evidence"]
     assert claims.checkpoint_claim(rows.assign(canonical_ci_high=[92.0, 93.5, np.nan]))["verdict"] == "contradicted"
     assert claims.checkpoint_claim(None)["verdict"] == "not tested"
+
+
+def test_command_line_prints_both_versions_and_a_power_table(capsys, tmp_path, monkeypatch):
+    from igkd_lib import cli
+
+    assert cli.main(["claims", "--source", "official"]) == 0
+    out = capsys.readouterr().out
+    assert "2025-03-18" in out and "2025-03-23" in out and "runs per arm" in out and "[   supported]" in out
+    monkeypatch.setattr(claims, "committed_results", lambda profile: pd.DataFrame())
+    assert cli.main(["claims", "--source", "paper"]) == 1
+    assert "no results/paper/runs.csv" in capsys.readouterr().out

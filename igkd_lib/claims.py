@@ -390,8 +390,8 @@ def findings(table: pd.DataFrame) -> pd.DataFrame:
         rank = lambda s: next((i for i, p in enumerate(_PREFERENCE) if s.startswith(p)), len(_PREFERENCE))  # noqa: E731
         lead = tested.iloc[sorted(range(len(tested)), key=lambda i: rank(tested["source"].iloc[i]))[0]] \
             if len(tested) else group.iloc[0]
-        row = {"claim": claim, "paper": group["paper"].iloc[0], "status": lead["verdict"],
-               "status from": lead["source"] if len(tested) else "-"}
+        row = {"claim": claim, "status": lead["verdict"], "status from": lead["source"] if len(tested) else "-",
+               "paper": group["paper"].iloc[0]}
         row.update({src: f"{v} (n={n})" for src, v, n in zip(group["source"], group["verdict"], group["n"])})
         rows.append(row)
     return pd.DataFrame(rows).fillna("")

@@ -54,6 +54,7 @@ def test_chapter_3_executes_after_the_ablations_it_reads_and_cycles_are_refused(
     names = [p.name[:2] for p in order]
     assert names.index("05") < names.index("03") and names.index("01") < names.index("02") < names.index("04")
     assert sorted(order) == sorted(book.chapters_from_toc())  # every page once
+    assert order.index(Path("book/findings.ipynb")) > max(order.index(p) for p in order if p.parts[0] == "notebooks")
     for name, first in (("a", "b"), ("b", "a")):
         nbformat.write(new_notebook(metadata={"igkd": {"execute_after": [f"{first}.ipynb"]}}), tmp_path / f"{name}.ipynb")
     with pytest.raises(ValueError, match="execute_after: .* is a cycle"):

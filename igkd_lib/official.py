@@ -141,6 +141,11 @@ def fetch_checkpoint(checkpoint: OfficialCheckpoint, cache_dir: str | Path) -> P
             tried.append(f"{candidate}: SHA-256 differs from the published file's")
         else:
             tried.append(f"{candidate}: not found")
+    from .data import _internet_available
+
+    if not _internet_available("raw.githubusercontent.com"):
+        tried.append(f"download {checkpoint.url}: the internet is not reachable (checked within 3 s)")
+        raise OfficialUnavailable(_unavailable(checkpoint, tried))
     try:
         with atomic_path(cached) as tmp:
             with urllib.request.urlopen(checkpoint.url, timeout=30) as response, open(tmp, "wb") as out:
@@ -150,9 +155,12 @@ def fetch_checkpoint(checkpoint: OfficialCheckpoint, cache_dir: str | Path) -> P
         return cached
     except (OSError, OfficialUnavailable) as error:
         tried.append(f"download {checkpoint.url}: {error}")
-    raise OfficialUnavailable(f"the official checkpoint {checkpoint.name} is not available. Tried:\n  - " +
-                              "\n  - ".join(tried) + "\nSet IGKD_OFFICIAL_CHECKPOINTS to a folder holding it, "
-                              "or run where raw.githubusercontent.com answers.")
+    raise OfficialUnavailable(_unavailable(checkpoint, tried))
+
+
+def _unavailable(checkpoint: OfficialCheckpoint, tried: list) -> str:
+    return (f"the official checkpoint {checkpoint.name} is not available. Tried:\n  - " + "\n  - ".join(tried) +
+            "\nSet IGKD_OFFICIAL_CHECKPOINTS to a folder holding it, or run where raw.githubusercontent.com answers.")
 
 
 def load_student(checkpoint: OfficialCheckpoint, cache_dir: str | Path) -> nn.Module:
@@ -183,7 +191,8 @@ def _accuracy_columns(prefix: str, correct: int, n: int) -> dict:
 def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
     """One row per published checkpoint: method, training_set, reported_acc (its name), accuracy on the
     profile's test images (n_test, the data in use) and on the canonical ones (exact pixels), each with
-    a Wilson 95% interval; attention-transfer files get a note instead.
+    a Wilson 95% interval; attention-transfer files, and files that cannot be found or downloaded
+    (:class:`OfficialUnavailable`), get a note saying so instead.
 
     Cached in ``{cache_dir}/official-checkpoints/measured-<key>.json`` (key: the files' SHA-256, the data
     source and the test subset), so the chapter and the findings page measure once.
@@ -197,7 +206,8 @@ def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
         table = pd.DataFrame(stored["rows"])
     else:
         table = _measure(config, full, progress)
-        atomic_write_json(path, {"rows": table.to_dict(orient="records")})
+        if not table["note"].str.startswith("unavailable").any():  # measure again once they can be found
+            atomic_write_json(path, {"rows": table.to_dict(orient="records")})
     table.attrs.update(data_source=full.source_label, canonical_source=full.source)
     return table
 
@@ -215,7 +225,11 @@ def _measure(config: Config, full, progress: bool) -> pd.DataFrame:
         if not checkpoint.loads:
             rows.append({**row, "note": "skipped: attention-transfer student, another architecture (ModifiedStudent)"})
             continue
-        model = load_student(checkpoint, config.cache_dir)
+        try:
+            model = load_student(checkpoint, config.cache_dir)
+        except OfficialUnavailable as error:
+            rows.append({**row, "note": f"unavailable: {error}"})
+            continue
         row.update(_accuracy_columns("", _correct(model, in_use.images, in_use.labels, config), len(in_use)))
         row.update(_accuracy_columns("canonical_", _correct(model, canonical.images, canonical.labels, config),
                                      len(canonical)))

@@ -54,6 +54,7 @@ def test_fetch_verifies_and_errors_clearly(tmp_path, monkeypatch):
         raise OSError("no route to host")
 
     monkeypatch.setattr(official.urllib.request, "urlopen", no_internet)
+    monkeypatch.setattr("igkd_lib.data._internet_available", lambda host="": True)
     with pytest.raises(official.OfficialUnavailable, match="SHA-256 differs") as error:
         official.fetch_checkpoint(checkpoint, tmp_path / "cache")
     assert "no route to host" in str(error.value) and "IGKD_OFFICIAL_CHECKPOINTS" in str(error.value)
@@ -90,3 +91,15 @@ def test_measured_accuracy_matches_the_name_on_exact_pixels():
     # the authors measured on canonical CIFAR-10: their number lies in the exact-pixel interval (within 1 point)
     assert ((measured["reported_acc"] > measured["canonical_ci_low"] - 1)
             & (measured["reported_acc"] < measured["canonical_ci_high"] + 1)).all()
+
+
+def test_unavailable_files_are_noted_not_measured(tmp_path, monkeypatch):
+    monkeypatch.setenv("IGKD_OFFICIAL_CHECKPOINTS", str(tmp_path / "nowhere"))
+    monkeypatch.setattr("igkd_lib.data._internet_available", lambda host="": False)
+    config = make_config("smoke", cache_dir=str(tmp_path / "cache"), n_test=20)
+    monkeypatch.setattr(official, "exact_rows", lambda data: torch.arange(10))
+    table = official.measure_checkpoints(config)
+    loadable = table[~table["note"].str.startswith("skipped")]
+    assert len(loadable) == 6 and loadable["note"].str.contains("internet is not reachable").all()
+    assert loadable["acc"].isna().all() if "acc" in loadable else True
+    assert not list((tmp_path / "cache" / "official-checkpoints").glob("measured-*.json"))  # not cached

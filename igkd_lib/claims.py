@@ -436,5 +436,6 @@ def cli(config, args) -> int:
                   f"               {row['evidence']}")
     print(f"\nVerdicts: Holm over each source's tested comparisons; smallest effect of interest {SMALLEST_EFFECT} "
           "points; accuracies in % (chance level 10%).")
-    print(power_by_source(runs, args.source).to_string(index=False))
+    power = power_by_source(runs, args.source)
+    print(power.to_string(index=False) if len(power) else "power: no arm has two runs, so there is no spread to plan from")
     return 0

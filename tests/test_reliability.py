@@ -293,10 +293,16 @@ def test_two_concurrent_precomputes_on_one_key_take_turns(tmp_path):
     source = _decoded_folder()
     (tmp_path / source.name).symlink_to(source)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IGKD_CACHE": str(tmp_path)}
-    command = [sys.executable, "-m", "igkd_lib", "precompute", "--profile", "smoke", "--set", "n_train=512"]
+    command = [sys.executable, "-m", "igkd_lib", "precompute", "--profile", "smoke", "--set", "ig_steps=4"]
     runs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
-    outputs = [run.communicate(timeout=600) for run in runs]
+    try:
+        outputs = [run.communicate(timeout=600) for run in runs]
+    finally:
+        for run in runs:  # only the two processes this test started
+            if run.poll() is None:
+                run.kill()
+                run.wait()
     assert [run.returncode for run in runs] == [0, 0], [err for _, err in outputs]
     said = sorted("found in the cache" in out for out, _ in outputs)
     assert said == [False, True]  # one computed, the other waited and reused its maps

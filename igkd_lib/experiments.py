@@ -97,6 +97,8 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
         fields.update(c.key_fields(*_KD_FIELDS))
     if c.p > 0:
         fields.update(c.key_fields(*_MAP_FIELDS))
+        if c.map_views == "clean":  # the default view: keys of runs cached before the option existed stay valid
+            del fields["map_views"]
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
                   train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()))

@@ -113,3 +113,14 @@ def test_the_command_line_preset_replays_the_official_code(monkeypatch, capsys):
     assert cli.main(["info", "--profile", "smoke", "--preset", "official", "--set", "shuffle_maps=false"]) == 0
     config = seen["config"]
     assert config.teacher_logits == "official" and config.map_views == "augmented" and not config.shuffle_maps
+
+
+def test_the_map_views_option_keys_runs_without_invalidating_the_default(smoke_config):
+    from igkd_lib.experiments import run_key
+
+    train = _train()
+    keys = {views: run_key(smoke_config.replace(map_views=views), "kd_ig", 0, "sha", train, train)
+            for views in ("clean", "augmented")}
+    assert keys["clean"] != keys["augmented"]
+    assert run_key(smoke_config.replace(map_views="augmented"), "kd", 0, "sha", train, train) == \
+        run_key(smoke_config, "kd", 0, "sha", train, train)  # no maps, no difference

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import data_packed as _packed
 from .config import Config
 from .storage import atomic_save_npy, atomic_write_json, sha256_file
 
@@ -185,26 +186,35 @@ def _explain(tried: list[str]) -> str:
     return ("CIFAR-10 could not be loaded from any source. Tried:\n  - " + lines + "\nWays to provide it: "
             "pass data_root= (a folder holding torchvision's cifar-10-batches-py), run where the internet "
             "reaches torchvision's download, or point IGKD_CIFAR10_OFFLINE at the offline copy "
-            f"(a folder with {_ZIP} and {_NPZ}).")
+            f"(a folder with {_ZIP} and {_NPZ}, or with {_packed.PACKED_NAME}).")
 
 
 # --------------------------------------------------------------------------- offline copy
 def find_offline_copy() -> Path | None:
-    """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE`` or ``shared/data/fallback-cifar10`` nearby."""
+    """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE``, ``shared/data/fallback-cifar10`` nearby, or
+    a checkout's ``.window/data`` (the packed file a GPU window carries, :mod:`igkd_lib.data_packed`)."""
     env = os.environ.get("IGKD_CIFAR10_OFFLINE")
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent
     for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
-        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10"):
-            if (candidate / _ZIP).is_file():
+        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10",
+                          base / _packed.WINDOW_DATA):
+            if (candidate / _ZIP).is_file() or _packed.packed_file(candidate):
                 return candidate
     return None
 
 
 def decode_offline_copy(folder: Path, cache_dir: Path) -> dict[str, Path]:
-    """Decode the offline copy once into ``.npy`` arrays keyed by the SHA-256 of its files."""
+    """Decode the offline copy once into ``.npy`` arrays keyed by the SHA-256 of its files.
+
+    A folder holding the packed file but not the zip is decoded from the packed file (same arrays)."""
     folder = Path(folder)
+    if not (folder / _ZIP).is_file() and _packed.packed_file(folder):
+        try:
+            return _packed.decode_packed(_packed.packed_file(folder), cache_dir)
+        except ValueError as error:
+            raise DataUnavailable(f"{error}. {_explain([])}") from None
     for name in (_ZIP, _NPZ):
         if not (folder / name).is_file():
             raise DataUnavailable(f"The offline copy at {folder} lacks {name}. {_explain([])}")

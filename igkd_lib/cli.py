@@ -21,6 +21,7 @@ _COMMANDS = {
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
     "teacher": ("igkd_lib.teacher", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
+    "campaign": ("igkd_lib.campaign", "paper-scale runs on a GPU window: --prepare, --budget-s S --out DIR, --ingest DIR"),
 }
 _BENCHES = {
     "ig": ("igkd_lib.bench.ig", "IG engine against captum and the forward+backward floor (points/s)"),
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="start after the stages the shipped weights finished (a machine without the training cache)")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
+        if name == "campaign":
+            from .campaign import add_arguments
+
+            add_arguments(command)
+            command.set_defaults(profile="paper")
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     for name, (_, help_text) in _BENCHES.items():

@@ -25,6 +25,7 @@ MAP_ALIGNMENTS = ("aligned", "official")
 TEACHER_LOGITS = ("online", "cached")
 TEACHER_SOURCES = ("shipped", "train")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
+IG_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -75,6 +76,7 @@ class Config:
     ig_baseline: str = "black"
     ig_target: str = "label"
     ig_chunk: int = 256  # interpolation points per forward/backward
+    ig_precision: str = "auto"  # the maps' arithmetic: auto = bf16 autocast on CUDA, fp32 elsewhere
     # distillation and overlay
     temperature: float = 2.5
     alpha: float = 0.01
@@ -193,7 +195,7 @@ def _validate(c: Config) -> None:
     choices = dict(
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, teacher_logits=TEACHER_LOGITS,
-        teacher_source=TEACHER_SOURCES,
+        teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

@@ -204,10 +204,13 @@ def load_shipped_teacher(weights: Path = SHIPPED_WEIGHTS) -> tuple[nn.Module, di
 
 def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, TeacherInfo]:
     """The teacher the profile uses, on the profile's device, in eval mode, with its provenance."""
+    from .campaign.paper_teacher import preferred_weights
+
     device = resolve_device(config.device)
-    shipped = load_shipped_teacher() if config.teacher_source == "shipped" else None
+    weights = preferred_weights(config)  # the GPU-trained paper teacher where installed and better
+    shipped = load_shipped_teacher(weights) if config.teacher_source == "shipped" else None
     if shipped is not None:
-        return _on_device("shipped", *shipped, device)
+        return _on_device("shipped" if weights == SHIPPED_WEIGHTS else "paper", *shipped, device)
     recipe = recipe_from_config(config)
     train, test = load_splits(config)
     key = stable_hash({"recipe": dataclasses.asdict(recipe), "train": train.indices.tolist(), "src": train.source})

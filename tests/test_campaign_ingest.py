@@ -19,8 +19,8 @@ def _window(out, name="20261126T000000Z-abc", runs=((0, 2), (1, 1))):
         key = f"key{seed}"
         results.start(Entry("table1", "kd", seed), key, config, {"device": "NVIDIA H200", "window": name})
         for epoch in range(epochs):
-            results.epoch(key, {"epoch": epoch + 1, "loss": 1.0, "train_acc": 50.0, "test_acc": 40.0 + epoch + seed / 10,
-                                "seconds": 1.5, "images_per_s": 100.0})
+            results.epoch(key, {"epoch": epoch + 1, "loss": 1.0, "train_acc": 50.0,
+                                "test_acc": 40.0 + epoch + seed / 10, "seconds": 1.5, "images_per_s": 100.0})
     return results
 
 

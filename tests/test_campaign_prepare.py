@@ -25,7 +25,8 @@ def _repo(path):
 def test_prepare_copies_the_packed_file_and_refuses_above_64_mib(tmp_path):
     root = _repo(tmp_path / "checkout")
     ready = prep.prepare(root)
-    assert (root / ".window" / "data" / PACKED_NAME).stat().st_size == (find_offline_copy() / PACKED_NAME).stat().st_size
+    copied = root / ".window" / "data" / PACKED_NAME
+    assert copied.stat().st_size == (find_offline_copy() / PACKED_NAME).stat().st_size
     assert 33 * 2**20 < ready["bytes"] < prep.LIMIT_BYTES and len(ready["commit"]) == 12
     assert ready["carry"] == [".window/data", ".window/resume", ".window/site"]
     with open(root / "big.bin", "wb") as handle:  # untracked and not ignored: it would travel

@@ -11,7 +11,8 @@ from igkd_lib.student import METHODS
 
 
 def _data(n: int, split: str) -> Cifar10:
-    return Cifar10(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n) % 10, torch.arange(n), split, "offline")
+    images = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
+    return Cifar10(images, torch.arange(n) % 10, torch.arange(n), split, "offline")
 
 
 def test_table1_comes_first_interleaved_by_seed_then_the_controls():
@@ -30,7 +31,8 @@ def test_table1_comes_first_interleaved_by_seed_then_the_controls():
 def test_which_entries_read_maps_and_group_signature():
     config = make_config("paper")
     assert [uses_maps(config, Entry("table1", m, 0)) for m in METHODS] == [False, False, True, True]
-    assert group_signature(config, Entry("t", "kd", 0)) == group_signature(config, Entry("c", "kd_ig", 3, (("shuffle_maps", True),)))
+    control = Entry("c", "kd_ig", 3, (("shuffle_maps", True),))
+    assert group_signature(config, Entry("t", "kd", 0)) == group_signature(config, control)
 
 
 def test_run_key_separates_device_precision_and_trainer():

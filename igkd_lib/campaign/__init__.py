@@ -29,7 +29,8 @@ def add_arguments(parser) -> None:
     mode.add_argument("--prepare", action="store_true", help="ready .window/ and print the device command")
     parser.add_argument("--budget-s", type=float, default=540.0, help="seconds the window may use (default 540)")
     parser.add_argument("--commit", default="unknown", help="the checkout's commit (.git does not travel)")
-    parser.add_argument("--tiny", action="store_true", help="the same path on the CPU at smoke size (2 members, 1 epoch)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the same path on the CPU at smoke size (2 members, 1 epoch)")
     parser.add_argument("--max-group", type=int, default=16, help="most runs in one wide group (default 16)")
     parser.add_argument("--max-runs", type=int, default=None, help="most runs this window starts")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: cache_dir/campaign)")
@@ -62,7 +63,8 @@ def _paths(config: Config, args, tiny: bool) -> dict:
         return {"work": work, "teacher_weights": args.teacher_weights or work / "teacher.pt",
                 "resume_dir": args.resume_dir or work / "resume", "results_dir": args.results}
     return {"work": work, "teacher_weights": args.teacher_weights or PAPER_WEIGHTS,
-            "resume_dir": args.resume_dir or CHECKOUT / ".window" / "resume", "results_dir": args.results or RESULTS_DIR}
+            "resume_dir": args.resume_dir or CHECKOUT / ".window" / "resume",
+            "results_dir": args.results or RESULTS_DIR}
 
 
 def _window(config: Config, args) -> int:

@@ -91,12 +91,13 @@ def _returned_runs(folder: Path) -> list[dict]:
 
 
 def _merge_logs(path: Path, runs: list[dict]) -> None:
-    have = {json.loads(line)["run_key"] for line in path.read_text().splitlines() if line.strip()} if path.is_file() else set()
+    text = path.read_text() if path.is_file() else ""
+    have = {json.loads(line)["run_key"] for line in text.splitlines() if line.strip()}
     lines = [json.dumps({"run_key": r["row"]["run_key"], "log": r["log"]}, sort_keys=True) + "\n"
              for r in runs if r["row"]["run_key"] not in have]
     if lines:
         with atomic_path(path) as tmp:
-            tmp.write_text((path.read_text() if path.is_file() else "") + "".join(lines))
+            tmp.write_text(text + "".join(lines))
 
 
 def _record_window(target: Path, meta: dict, partial: list[str]) -> None:
@@ -130,9 +131,8 @@ def ingest(folder: Path, results_dir: Path = RESULTS_DIR, teacher_weights: Path 
         _write_csv(target / _RUNS, merged)
         _merge_logs(target / _LOGS, complete)
     _record_window(target, meta, [r["row"]["run_key"] for r in runs if r["row"]["status"] != "complete"])
-    report = {"window": meta["window"], "runs_added": added, "runs_returned": len(runs),
-              "partial": len(runs) - len(complete), "teacher": _teacher(folder, meta, teacher_weights, resume_dir, test)}
-    return report
+    return {"window": meta["window"], "runs_added": added, "runs_returned": len(runs),
+            "partial": len(runs) - len(complete), "teacher": _teacher(folder, meta, teacher_weights, resume_dir, test)}
 
 
 def _teacher(folder: Path, meta: dict, weights: Path | None, resume_dir: Path | None, test) -> str:
@@ -142,7 +142,8 @@ def _teacher(folder: Path, meta: dict, weights: Path | None, resume_dir: Path | 
     state = meta.get("teacher", {}).get("status")
     if state == "finished" and weights is not None:
         card = install(folder / "teacher.pt", test, weights)
-        return f"installed {weights} ({card['test_accuracy']:.2f}% measured here, {card['device_test_accuracy']:.2f}% on the device)"
+        return (f"installed {weights} ({card['test_accuracy']:.2f}% measured here, "
+                f"{card['device_test_accuracy']:.2f}% on the device)")
     if state == "unfinished" and resume_dir is not None and meta["teacher"].get("resume_sha256"):
         hashes = meta["teacher"]["resume_sha256"]
         for name in RESUME_FILES:

@@ -49,8 +49,11 @@ class WindowResults:
             row["status"] = "complete"
         self.write_runs()
 
-    def weights(self, key: str, sha256: str) -> None:
+    def weights(self, key: str, sha256: str, info: dict | None = None) -> None:
+        """The run's final student weights' SHA-256 (the weights are not returned) and what the trainer ran."""
         self.runs[key]["row"]["weights_sha256"] = sha256
+        if info:
+            self.runs[key]["row"]["trainer_info"] = json.dumps(info, sort_keys=True)
         self.write_runs()
 
     def write_runs(self) -> None:

@@ -18,6 +18,7 @@ from ..data import SOURCE_LABELS, load_splits
 from ..maps import get_maps, maps_precision, model_sha256, throughput
 from ..provenance import device_name, resolve_device
 from ..experiments import run_precision
+from ..storage import read_json
 from ..teacher import load_shipped_teacher
 from .. import wide
 from .admission import Rate, calibrate, group_seconds
@@ -25,7 +26,7 @@ from .budget import Clock
 from .ingest import done_keys
 from .maps_check import bf16_agreement
 from .paper_teacher import join_checkpoint, measured_accuracy, ship_to, split_checkpoint, train_in_window
-from .queue import TRAINER, Entry, entry_config, entry_key, group_signature, paper_queue, uses_maps
+from .queue import TRAINER, entry_config, entry_key, group_signature, paper_queue, uses_maps
 from .results import WindowResults, summary_lines
 
 __all__ = ["WindowOptions", "run_window"]
@@ -81,7 +82,8 @@ def _provenance(config: Config, options: WindowOptions, device: torch.device, cl
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
-        "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32} if cuda else None,
+        "tf32": ({"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
+                 if cuda else None),
         "precision": run_precision(device), "maps_precision": maps_precision(config, device),
         "trainer": TRAINER, "trainer_module": (wide.__doc__ or "").strip().splitlines()[0],
         "config": config.to_dict(),
@@ -92,19 +94,22 @@ def _provenance(config: Config, options: WindowOptions, device: torch.device, cl
 def _teacher_phase(config, options, results, train, test, device, clock):
     """The installed paper teacher (accuracy measured again here), or train / resume it now."""
     installed = load_shipped_teacher(options.teacher_weights)
+    if installed is None and options.teacher_weights.is_file():
+        raise ValueError(f"teacher weights {options.teacher_weights} do not match their card's SHA-256; allowed: "
+                         "the installed files as committed (restore them; a damaged teacher is never replaced)")
     if installed is not None:
         model, card = installed
         model = model.to(device).eval()
         accuracy = measured_accuracy(model, test)
         print(f"teacher: installed {options.teacher_weights.name}, card {card['test_accuracy']:.2f}%, "
               f"measured here {accuracy:.2f}%", flush=True)
-        results.write_meta(teacher={"status": "installed", "sha256": card["sha256"], "card_accuracy": card["test_accuracy"],
-                                    "measured_accuracy": accuracy})
+        results.write_meta(teacher={"status": "installed", "sha256": card["sha256"],
+                                    "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
         return model, card["sha256"]
     checkpoint = options.work / "teacher" / "checkpoint.pt"
     if not checkpoint.is_file():
         manifest = options.resume_dir / "manifest.json"
-        hashes = _read(manifest).get("sha256") if manifest.is_file() else None
+        hashes = read_json(manifest).get("sha256") if manifest.is_file() else None
         if join_checkpoint(options.resume_dir, checkpoint, hashes):
             print(f"teacher: resuming from {options.resume_dir}", flush=True)
     result = train_in_window(config, train, test, device, checkpoint, lambda: clock.left() - options.reserve_s)
@@ -112,22 +117,17 @@ def _teacher_phase(config, options, results, train, test, device, clock):
         state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint.is_file() else None
         done = len(state["log"]) if state else 0
         hashes = split_checkpoint(checkpoint, options.out) if state else {}
-        print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written", flush=True)
+        print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written",
+              flush=True)
         results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes})
         return None, None
     card = ship_to(result, config, train.source, device, options.out, options.commit)
     model = result.model.to(device).eval()
     accuracy = measured_accuracy(model, test)
     print(f"teacher: finished, {card['test_accuracy']:.2f}% in its log, measured again {accuracy:.2f}%", flush=True)
-    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"], "card_accuracy": card["test_accuracy"],
-                                "measured_accuracy": accuracy})
+    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"],
+                                "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
     return model, card["sha256"]
-
-
-def _read(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text())
 
 
 # --------------------------------------------------------------------------- students
@@ -151,7 +151,8 @@ def _students_phase(config, options, results, teacher, sha, train, test, device,
             maps = _maps_phase(config, options, results, teacher, train, clock)
         with clock.phase("training") as phase:
             _train(config, options, results, group, teacher, maps, sha, train, test, device, clock)
-        groups.append({"members": len(group), "predicted_s": predicted, "seconds": clock.spent["training"] - phase.before})
+        seconds = clock.spent["training"] - phase.before
+        groups.append({"members": len(group), "predicted_s": predicted, "seconds": seconds})
         results.write_meta(groups=groups)
         started += len(group)
         pending = [(e, k) for e, k in pending if (e, k) not in group]
@@ -211,7 +212,9 @@ def _last_cost(calibrations: list) -> float:
 
 def _calibrate(config, options, group, teacher, train, test, device) -> Rate:
     members = [wide.Member(entry_config(config, e), e.method, e.seed) for e, _ in group]
-    probe_maps = torch.rand(len(train), *train.images.shape[-2:]) if any(uses_maps(config, e) for e, _ in group) else None
+    # random maps of the right shape: only the timing matters here
+    needs_maps = any(uses_maps(config, e) for e, _ in group)
+    probe_maps = torch.rand(len(train), *train.images.shape[-2:]) if needs_maps else None
     steps = 1 if options.tiny else options.calibration_steps
     return calibrate(members, teacher=teacher, maps=probe_maps, train=train, test=test, device=device, steps=steps)
 
@@ -257,11 +260,12 @@ def _train(config, options, results, group, teacher, maps, sha, train, test, dev
         print(f"{entry.method} seed {entry.seed} {entry.variant} epoch {row['epoch']}: test {row['test_acc']:.2f}% "
               f"({row['images_per_s']:.0f} img/s)", flush=True)
 
-    trained = wide.train_group(members, teacher=teacher, maps=maps, train=train, test=test, device=device,
+    group_maps = maps if any(uses_maps(config, e) for e, _ in group) else None
+    trained = wide.train_group(members, teacher=teacher, maps=group_maps, train=train, test=test, device=device,
                                progress=False, on_epoch=on_epoch, should_stop=lambda: clock.left() < options.reserve_s)
     for (entry, key), result in zip(group, trained):
         if result.model is not None:
-            results.weights(key, model_sha256(result.model))
+            results.weights(key, model_sha256(result.model), getattr(result, "info", None))
 
 
 def _finish(results: WindowResults, clock: Clock, n_train: int) -> int:

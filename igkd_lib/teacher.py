@@ -207,7 +207,7 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
     from .campaign.paper_teacher import preferred_weights
 
     device = resolve_device(config.device)
-    weights = preferred_weights(config)  # the GPU-trained paper teacher where installed and better
+    weights = preferred_weights(config, cpu=SHIPPED_WEIGHTS)  # the GPU-trained paper teacher where installed, better
     shipped = load_shipped_teacher(weights) if config.teacher_source == "shipped" else None
     if shipped is not None:
         return _on_device("shipped" if weights == SHIPPED_WEIGHTS else "paper", *shipped, device)

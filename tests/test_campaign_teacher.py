@@ -66,3 +66,22 @@ def test_install_measures_accuracy_again_and_refuses_a_mismatched_card(tmp_path)
     returned.write_bytes(returned.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ValueError, match="SHA-256"):
         install(returned, test, tmp_path / "weights" / "again.pt")
+
+
+@pytest.mark.slow
+def test_train_in_window_stops_with_the_budget_and_resumes_to_the_end(tmp_path):
+    from igkd_lib.campaign.paper_teacher import train_in_window
+
+    torch.manual_seed(0)
+    data = Cifar10(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8), torch.arange(32) % 10, torch.arange(32),
+                   "train", "offline")
+    config = make_config("smoke", teacher_epochs=2, teacher_batch_size=32, n_train=32, device="cpu")
+    checkpoint = tmp_path / "teacher" / "checkpoint.pt"
+    device = torch.device("cpu")
+    assert train_in_window(config, data, data.subset(torch.arange(10)), device, checkpoint, lambda: 0.0) is None
+    assert len(torch.load(checkpoint, weights_only=False)["log"]) == 1  # one epoch, then the budget ended
+    split_checkpoint(checkpoint, tmp_path / "returned")  # what the window returns, and the next one carries
+    resumed = tmp_path / "next" / "checkpoint.pt"
+    assert join_checkpoint(tmp_path / "returned", resumed)
+    result = train_in_window(config, data, data.subset(torch.arange(10)), device, resumed, lambda: 1e9)
+    assert result is not None and [row["epoch"] for row in result.log] == [1, 2]

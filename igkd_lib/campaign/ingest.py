@@ -25,6 +25,7 @@ __all__ = ["RESULTS_DIR", "CHECKOUT", "done_keys", "read_runs", "merge_rows", "i
 CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = CHECKOUT / "results"
 _RUNS, _LOGS = "runs.csv", "logs.jsonl"
+_LEADING = ("method", "seed", "study", "variant", "final_acc", "best_acc", "epochs", "status", "run_key")
 
 
 def read_runs(path: Path) -> list[dict]:
@@ -74,7 +75,7 @@ def merge_rows(existing: list[dict], new: list[dict]) -> tuple[list[dict], int]:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(name for row in rows for name in row))
+    columns = list(dict.fromkeys([*_LEADING, *(name for row in rows for name in row)]))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()

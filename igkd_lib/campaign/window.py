@@ -82,12 +82,17 @@ def _provenance(config: Config, options: WindowOptions, device: torch.device, cl
         "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
-        "tf32": ({"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
-                 if cuda else None),
+        "tf32": _tf32() if cuda else None,
         "precision": run_precision(device), "maps_precision": maps_precision(config, device),
         "trainer": TRAINER, "trainer_module": (wide.__doc__ or "").strip().splitlines()[0],
         "config": config.to_dict(),
     }
+
+
+def _tf32() -> dict:
+    """Whether float32 matrix products and convolutions may use TF32 on this CUDA device (as torch reports it)."""
+    names = {"matmul": torch.backends.cuda.matmul, "cudnn": torch.backends.cudnn}
+    return {name: getattr(backend, "allow_tf32", None) for name, backend in names.items()}
 
 
 # --------------------------------------------------------------------------- teacher

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .. import wide
 from ..config import Config
 from ..data import Cifar10
 from ..experiments import run_key, variant_label
@@ -21,6 +22,8 @@ __all__ = ["Entry", "TABLE1_SEEDS", "CONTROL_SEEDS", "CONTROLS", "LATER_STUDIES"
            "entry_key", "TRAINER", "uses_maps", "group_signature"]
 
 TRAINER = "wide"  # every campaign run goes through igkd_lib.wide.train_group
+_GROUP_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "n_train", "n_test", "data_source",
+                 "subset_seed")
 TABLE1_SEEDS = tuple(range(20))
 CONTROL_SEEDS = tuple(range(10))
 # Chapter 5's controls of the overlay, each a KD + IG run with one fault switched on.
@@ -81,9 +84,9 @@ def uses_maps(config: Config, entry: Entry) -> bool:
 
 
 def group_signature(config: Config, entry: Entry) -> tuple:
-    """What members of one wide group must share."""
-    c = entry_config(config, entry)
-    return (c.student_cut, c.student_epochs, c.student_batch_size, c.n_train, c.n_test, c.data_source, c.subset_seed)
+    """What members of one wide group must share: the wide trainer's ``GROUP_FIELDS`` where it declares them."""
+    c = method_config(entry_config(config, entry), entry.method)
+    return tuple(getattr(c, name) for name in getattr(wide, "GROUP_FIELDS", _GROUP_FIELDS))
 
 
 def entry_key(config: Config, entry: Entry, teacher_sha: str, train: Cifar10, test: Cifar10,

@@ -27,6 +27,7 @@ _COMMANDS = {
     "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
     "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
+    "campaign": ("igkd_lib.campaign", "paper-scale runs on a GPU window: --prepare, --budget-s S --out DIR, --ingest DIR"),
 }
 _BENCHES = {
     "ig": ("igkd_lib.bench.ig", "IG engine against captum and the forward+backward floor (points/s)"),
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "runs.csv; quick: this cache's finished runs of the profile")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
+        if name == "campaign":
+            from .campaign import add_arguments
+
+            add_arguments(command)
+            command.set_defaults(profile="paper")
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     for name, (_, help_text) in _BENCHES.items():

@@ -34,6 +34,7 @@ MAX_LR = 10.0
 MAX_IG_STEPS = 10_000
 MAX_EXPONENT = 100.0  # map ** s with a larger s flushes every map to zero
 _NOT_OVERRIDABLE = {"profile": "choose it with --profile (command line) or the profile parameter (papermill)"}
+IG_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,7 @@ class Config:
     ig_baseline: str = "black"
     ig_target: str = "label"
     ig_chunk: int = 256  # interpolation points per forward/backward
+    ig_precision: str = "auto"  # the maps' arithmetic: auto = bf16 autocast on CUDA, fp32 elsewhere
     # distillation and overlay
     temperature: float = 2.5
     alpha: float = 0.01
@@ -209,7 +211,7 @@ def _validate(c: Config) -> None:
     choices = dict(
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
-        teacher_source=TEACHER_SOURCES,
+        teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import data_packed as _packed
 from .config import Config
 from .storage import atomic_save_npy, atomic_write_json, sha256_file
 
@@ -193,13 +194,23 @@ def _explain(tried: list[str]) -> str:
     return ("CIFAR-10 could not be loaded from any source. Tried:\n  - " + lines + "\nWays to provide it: "
             "pass data_root= (a folder holding torchvision's cifar-10-batches-py), run where the internet "
             "reaches torchvision's download, or point IGKD_CIFAR10_OFFLINE at the offline copy "
-            f"(a folder with {_ZIP} and {_NPZ}).")
+            f"(a folder with {_ZIP} and {_NPZ}, or with {_packed.PACKED_NAME}).")
 
 
 # --------------------------------------------------------------------------- offline copy
 def find_offline_copy() -> Path | None:
-    """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE`` or ``shared/data/fallback-cifar10`` nearby."""
-    return find_shared_folder("fallback-cifar10", _ZIP, "IGKD_CIFAR10_OFFLINE")
+    """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE``, ``shared/data/fallback-cifar10`` nearby, or
+    a checkout's ``.window/data`` (the packed file a GPU window carries, :mod:`igkd_lib.data_packed`)."""
+    found = find_shared_folder("fallback-cifar10", _ZIP, "IGKD_CIFAR10_OFFLINE")
+    if found is not None:
+        return found
+    here = Path(__file__).resolve().parent
+    for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
+        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10",
+                          base / _packed.WINDOW_DATA):
+            if _packed.packed_file(candidate):
+                return candidate
+    return None
 
 
 def find_shared_folder(name: str, marker: str, env: str) -> Path | None:
@@ -223,7 +234,8 @@ def exact_rows(data: Cifar10) -> torch.Tensor:
     folder = find_offline_copy()
     if folder is None:
         raise DataUnavailable(f"The offline copy is not found, so its exact rows are unknown. {_explain([])}")
-    exact = torch.from_numpy(np.load(Path(folder) / _NPZ)[f"{data.split}_exact_index"].astype(np.int64))
+    arrays = Path(folder) / _NPZ if (Path(folder) / _NPZ).is_file() else _packed.packed_file(folder)
+    exact = torch.from_numpy(np.load(arrays)[f"{data.split}_exact_index"].astype(np.int64))
     return torch.nonzero(torch.isin(data.indices, exact)).flatten()
 
 
@@ -233,8 +245,14 @@ def decode_offline_copy(folder: Path, cache_dir: Path) -> dict[str, Path]:
     The manifest records each array's size and SHA-256; they are checked on load (once per process
     while the file is unchanged), and a missing, truncated or altered array is decoded again (with a
     message on stderr), never used. The decode's worker processes die with the process that started them.
+    A folder holding the packed file but not the zip is decoded from the packed file (same arrays).
     """
     folder = Path(folder)
+    if not (folder / _ZIP).is_file() and _packed.packed_file(folder):
+        try:
+            return _packed.decode_packed(_packed.packed_file(folder), cache_dir)
+        except ValueError as error:
+            raise DataUnavailable(f"{error}. {_explain([])}") from None
     for name in (_ZIP, _NPZ):
         if not (folder / name).is_file():
             raise DataUnavailable(f"The offline copy at {folder} lacks {name}. {_explain([])}")

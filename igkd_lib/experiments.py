@@ -15,7 +15,6 @@ import math
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -25,8 +24,8 @@ from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
 from .storage import read_checked_json, stable_hash, write_checked_json
 
-__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label", "ablation_variants",
-           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
+__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "run_precision", "variant_label",
+           "ablation_variants", "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
 
 # Bump when a change of the training code makes cached runs stale.
 RUN_VERSION = 1
@@ -86,22 +85,36 @@ def _maps(config: Config, progress: bool):
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
-def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10) -> str:
+def run_precision(device: torch.device) -> str:
+    """The students' arithmetic on ``device``: bf16 autocast on CUDA, float32 elsewhere (both trainers)."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10, *,
+            trainer: str = "single", device: torch.device | None = None) -> str:
     """The cache key of one run: the fields that matter for ``method`` (after ``method_config``).
 
     Knobs the method does not use are left out, so runs that coincide are shared between chapters.
+    The device type, its precision (:func:`run_precision`) and the ``trainer`` ("single" or "wide")
+    are part of it: a bf16 GPU run and an fp32 CPU run never share a key.
     """
+    if trainer not in ("single", "wide"):
+        raise ValueError(f"trainer={trainer!r} is not allowed; allowed: single, wide")
+    device = device or resolve_device(config.device)
     c = _student.method_config(config, method)
     fields = dict(c.key_fields(*_DATA_FIELDS, *_STUDENT_FIELDS, "alpha", "p"))
     if c.alpha > 0:
         fields.update(c.key_fields(*_KD_FIELDS))
     if c.p > 0:
-        fields.update(c.key_fields(*_MAP_FIELDS))
+        from .maps import maps_precision
+
+        fields.update(c.key_fields(*_MAP_FIELDS), maps_precision=maps_precision(c, device))
         if c.map_views == "clean":  # the default view: keys of runs cached before the option existed stay valid
             del fields["map_views"]
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
-                  train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()))
+                  train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()),
+                  device_type=device.type, precision=run_precision(device), trainer=trainer)
     return stable_hash(fields)
 
 
@@ -192,6 +205,8 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
     ``methods`` None means all four; ``seeds`` None means the profile's. ``cached_only`` trains
     nothing and keeps only the runs already finished (for views that show results where they exist).
     """
+    import pandas as pd
+
     rows = [{k: v for k, v in row.items() if k != "log"}
             for row in _rows(config, methods, seeds, variants, progress, cached_only)]
     return pd.DataFrame(rows)
@@ -200,6 +215,8 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
 def learning_curves(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
                     progress: bool = True) -> pd.DataFrame:
     """Per-epoch log rows (epoch, loss, train_acc, test_acc, seconds, images_per_s) with variant, method, seed."""
+    import pandas as pd
+
     rows = []
     for row in _rows(config, methods, seeds, variants, progress):
         for entry in row["log"]:

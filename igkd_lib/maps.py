@@ -33,8 +33,8 @@ from .faults import official_pairing  # the official code's faults live in fault
 from .storage import atomic_save_npy, atomic_write_json, read_json, sha256_file, stable_hash
 from .train import predict_logits
 
-__all__ = ["MapSet", "get_maps", "maps_key", "model_sha256", "open_maps", "official_pairing", "throughput", "cli",
-           "FORMAT_VERSION", "REDUCTION"]
+__all__ = ["MapSet", "get_maps", "maps_key", "maps_precision", "model_sha256", "open_maps", "official_pairing",
+           "throughput", "cli", "FORMAT_VERSION", "REDUCTION"]
 
 FORMAT_VERSION = 2
 REDUCTION = "sum_abs_channels"
@@ -69,8 +69,11 @@ def model_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _precision(device: torch.device) -> str:
-    return "bf16" if device.type == "cuda" else "float32"
+def maps_precision(config: Config, device: torch.device) -> str:
+    """The maps' arithmetic: ``config.ig_precision``, where ``auto`` is bf16 autocast on CUDA, float32 elsewhere."""
+    if config.ig_precision == "auto":
+        return "bf16" if device.type == "cuda" else "float32"
+    return {"fp32": "float32", "bf16": "bf16"}[config.ig_precision]
 
 
 def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.Tensor, precision: str) -> dict:
@@ -93,7 +96,8 @@ def _compute_chunk(teacher: nn.Module, images_uint8: torch.Tensor, targets: torc
                    device: torch.device) -> np.ndarray:
     """Maps (k, H, W) float32 for one chunk of uint8 images (k, 3, H, W)."""
     x = images_uint8.to(device).float().div_(255)
-    context = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    bf16 = maps_precision(config, device) == "bf16"
+    context = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     with context:
         result = integrated_gradients(teacher, x, targets, n_steps=config.ig_steps, method=config.ig_method,
                                       baseline=config.ig_baseline, chunk_size=config.ig_chunk)
@@ -227,7 +231,7 @@ def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | 
     data = train.subset(order)  # dataset order: the stored row k is the k-th smallest index
     unique, first = np.unique(data.indices.numpy(), return_index=True)
     data = data.subset(torch.from_numpy(first))
-    key = maps_key(config, model_sha256(teacher), train.source, train.indices, _precision(device))
+    key = maps_key(config, model_sha256(teacher), train.source, train.indices, maps_precision(config, device))
     if config.map_views == "augmented":  # the official maps: one random crop and flip of each image
         from .faults import PRECOMPUTE_SEED, augmented_views
 

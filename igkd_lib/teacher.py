@@ -243,13 +243,16 @@ def load_shipped_teacher(weights: Path = SHIPPED_WEIGHTS) -> tuple[nn.Module, di
 
 def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, TeacherInfo]:
     """The teacher the profile uses, on the profile's device, in eval mode, with its provenance."""
+    from .campaign.paper_teacher import preferred_weights
+
     device = resolve_device(config.device)
     if config.teacher_source == "shipped":
-        shipped = load_shipped_teacher(SHIPPED_WEIGHTS)
+        weights = preferred_weights(config, cpu=SHIPPED_WEIGHTS)  # the GPU-trained paper teacher where installed, better
+        shipped = load_shipped_teacher(weights)
         if shipped is None:
-            raise WeightsError(f"the shipped teacher {SHIPPED_WEIGHTS} is absent; restore it, or train one on "
+            raise WeightsError(f"the shipped teacher {weights} is absent; restore it, or train one on "
                                "purpose with teacher_source=train")
-        return _on_device("shipped", *shipped, device)
+        return _on_device("shipped" if weights == SHIPPED_WEIGHTS else "paper", *shipped, device)
     recipe = recipe_from_config(config)
     train, test = load_splits(config)
     key = stable_hash({"recipe": dataclasses.asdict(recipe), "train": train.indices.tolist(), "src": train.source})

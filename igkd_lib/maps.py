@@ -76,6 +76,11 @@ def maps_precision(config: Config, device: torch.device) -> str:
     return {"fp32": "float32", "bf16": "bf16"}[config.ig_precision]
 
 
+# The config fields the maps depend on (besides the teacher, the data and the precision): runs that read
+# maps made with other values of these must not share them (the campaign groups runs by them).
+MAPS_FIELDS = ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views")
+
+
 def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.Tensor, precision: str) -> dict:
     """Everything the maps depend on; ``stable_hash`` of it names the cache folder."""
     ordered = np.ascontiguousarray(np.unique(indices.numpy()).astype(np.int64))

@@ -16,10 +16,11 @@ from .. import wide
 from ..config import Config
 from ..data import Cifar10
 from ..experiments import run_key, variant_label
+from ..maps import MAPS_FIELDS
 from ..student import METHODS, method_config
 
 __all__ = ["Entry", "TABLE1_SEEDS", "CONTROL_SEEDS", "CONTROLS", "LATER_STUDIES", "paper_queue", "entry_config",
-           "entry_key", "TRAINER", "uses_maps", "group_signature"]
+           "entry_key", "TRAINER", "uses_maps", "group_signature", "maps_signature", "compatible_runs"]
 
 TRAINER = "wide"  # every campaign run goes through igkd_lib.wide.train_group
 _GROUP_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "n_train", "n_test", "data_source",
@@ -27,7 +28,7 @@ _GROUP_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "n_train
 TABLE1_SEEDS = tuple(range(20))
 CONTROL_SEEDS = tuple(range(10))
 # Chapter 5's controls of the overlay, each a KD + IG run with one fault switched on.
-CONTROLS = ({"shuffle_maps": True}, {"map_alignment": "official"})
+CONTROLS = ({"shuffle_maps": True}, {"map_alignment": "official"}, {"teacher_logits": "official"})
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,20 @@ def _controls() -> list[Entry]:
             for seed in CONTROL_SEEDS for overrides in CONTROLS]
 
 
-# Later issues add their studies here (each a function returning entries, appended in this order),
-# e.g. map sources, teacher signal, compression. The official teacher-logit fault joins the controls
-# once the library can replay it (config has no such option yet).
-LATER_STUDIES: list = []
+FAULT_SEEDS = tuple(range(5))
+
+
+def _fault_ablation() -> list[Entry]:
+    """Chapter 5's fault-by-fault ablation: the official code, each fault removed in turn, this book."""
+    from ..faults import fault_ablation_variants
+
+    return [Entry("faults", method, seed, tuple(sorted(overrides.items())))
+            for seed in FAULT_SEEDS for overrides in fault_ablation_variants(full=True) for method in ("kd", "kd_ig")]
+
+
+# Later studies, each a function returning entries, appended in this order (e.g. map sources,
+# teacher signal, compression).
+LATER_STUDIES: list = [_fault_ablation]
 
 
 def paper_queue() -> list[Entry]:
@@ -81,6 +92,25 @@ def uses_maps(config: Config, entry: Entry) -> bool:
     """Whether the entry's run reads the IG maps."""
     c = method_config(entry_config(config, entry), entry.method)
     return c.p > 0 and c.blend > 0
+
+
+def maps_signature(config: Config, entry: Entry) -> tuple | None:
+    """Which maps the entry's run reads (:data:`igkd_lib.maps.MAPS_FIELDS`), or None when it reads none."""
+    if not uses_maps(config, entry):
+        return None
+    c = entry_config(config, entry)
+    return tuple(getattr(c, name) for name in MAPS_FIELDS)
+
+
+def compatible_runs(config: Config, pending: list) -> tuple[list, tuple | None]:
+    """The queued ``(entry, key)`` pairs that can train in one group with the first one, and their maps.
+
+    They share :func:`group_signature`; those that read maps read the same maps (the first such run's).
+    """
+    first = group_signature(config, pending[0][0])
+    same = [(e, k) for e, k in pending if group_signature(config, e) == first]
+    anchor = next((maps_signature(config, e) for e, _ in same if uses_maps(config, e)), None)
+    return [(e, k) for e, k in same if maps_signature(config, e) in (None, anchor)], anchor
 
 
 def group_signature(config: Config, entry: Entry) -> tuple:

@@ -26,7 +26,7 @@ from .budget import Clock
 from .ingest import done_keys
 from .maps_check import bf16_agreement
 from .paper_teacher import join_checkpoint, measured_accuracy, ship_to, split_checkpoint, train_in_window
-from .queue import TRAINER, entry_config, entry_key, group_signature, paper_queue, uses_maps
+from .queue import TRAINER, compatible_runs, entry_config, entry_key, maps_signature, paper_queue, uses_maps
 from .results import WindowResults, summary_lines
 
 __all__ = ["WindowOptions", "run_window"]
@@ -142,20 +142,22 @@ def _students_phase(config, options, results, teacher, sha, train, test, device,
     pending = [(e, k) for e, k in keyed if k not in done]
     results.write_meta(queue={"length": len(keyed), "done_before": len(keyed) - len(pending)})
     print(f"queue: {len(keyed)} runs, {len(keyed) - len(pending)} done before this window", flush=True)
-    maps, started, calibrations, groups = None, 0, [], []
+    maps, started, calibrations, groups = {}, 0, [], []  # maps: maps_signature -> (N, H, W) maps
     while pending and (options.max_runs is None or started < options.max_runs):
         limit = options.max_group if options.max_runs is None else min(options.max_group, options.max_runs - started)
         with clock.phase("admission"):
-            admitted = _admit(config, options, pending, limit, maps is not None, teacher, train, test, device, clock,
+            admitted = _admit(config, options, pending, limit, maps, teacher, train, test, device, clock,
                               calibrations)
         results.write_meta(calibration=calibrations)
         if admitted is None:
             break
         group, predicted = admitted
-        if maps is None and any(uses_maps(config, e) for e, _ in group):
-            maps = _maps_phase(config, options, results, teacher, train, clock)
+        readers = [e for e, _ in group if uses_maps(config, e)]
+        signature = maps_signature(config, readers[0]) if readers else None
+        if readers and signature not in maps:
+            maps[signature] = _maps_phase(entry_config(config, readers[0]), options, results, teacher, train, clock)
         with clock.phase("training") as phase:
-            _train(config, options, results, group, teacher, maps, sha, train, test, device, clock)
+            _train(config, options, results, group, teacher, maps.get(signature), sha, train, test, device, clock)
         seconds = clock.spent["training"] - phase.before
         groups.append({"members": len(group), "predicted_s": predicted, "seconds": seconds})
         results.write_meta(groups=groups)
@@ -163,14 +165,14 @@ def _students_phase(config, options, results, teacher, sha, train, test, device,
         pending = [(e, k) for e, k in pending if (e, k) not in group]
 
 
-def _admit(config, options, pending, limit, maps_ready, teacher, train, test, device, clock, calibrations):
+def _admit(config, options, pending, limit, maps_done, teacher, train, test, device, clock, calibrations):
     """The largest group of the next compatible queued runs predicted to finish in the time left, or None.
 
     Runs that need the maps come first in queue order; when no group with them fits (maps included),
-    the next runs without maps are tried.
+    the next runs without maps are tried. ``maps_done``: the maps computed so far, by signature.
     """
-    first = group_signature(config, pending[0][0])
-    compatible = [(e, k) for e, k in pending if group_signature(config, e) == first]
+    compatible, anchor = compatible_runs(config, pending)
+    maps_ready = anchor is None or anchor in maps_done
     tries = [compatible]
     if not maps_ready:
         tries.append([(e, k) for e, k in compatible if not uses_maps(config, e)])
@@ -185,7 +187,8 @@ def _admit(config, options, pending, limit, maps_ready, teacher, train, test, de
             needs_maps = not maps_ready and any(uses_maps(config, e) for e, _ in group)
             c = entry_config(config, group[0][0])
             training = group_seconds(rate, c.student_epochs, len(train), len(test))
-            maps_s = _maps_seconds(config, teacher, train) if needs_maps else 0.0
+            reader = next((e for e, _ in group if uses_maps(config, e)), group[0][0])
+            maps_s = _maps_seconds(entry_config(config, reader), teacher, train) if needs_maps else 0.0
             predicted = training + maps_s
             left = clock.left() - options.reserve_s
             calibrations.append({"members": size, "students_images_per_s": rate.students_images_per_s,

@@ -4,7 +4,8 @@ The student (the teacher's ``features[:-cut]``) is trained with Adam at a consta
 Each batch is cropped, flipped and overlaid with its IG maps on the training device
 (:func:`igkd_lib.augment.student_batch`); with ``alpha > 0`` the teacher's logits are computed on
 exactly that batch ("online"), or once on the clean training images ("cached": cheaper, but a
-different signal, since the teacher never sees the crop, the flip or the overlay the student sees).
+different signal, since the teacher never sees the crop, the flip or the overlay the student sees), or
+as the official code did ("official": :func:`igkd_lib.faults.official_teacher_logits`, a control).
 See chapter 4 ("Distillation").
 """
 from __future__ import annotations
@@ -70,6 +71,10 @@ def batch_and_loss(config: Config, teacher: nn.Module | None, maps: torch.Tensor
     cached = None
     if use_teacher and config.teacher_logits == "cached":
         cached = predict_logits(teacher, train.images, config.eval_batch_size, device, progress).to(device)
+    if use_teacher and config.teacher_logits == "official":  # the official code's fault, as a control
+        from .faults import official_teacher_logits
+
+        cached = official_teacher_logits(teacher, train, config, device, progress).to(device)
 
     def batch_fn(images, positions, generator, epoch):
         batch_maps = maps_on_device[source[positions]] if use_maps else None

@@ -7,7 +7,6 @@ weights of any run of :func:`igkd_lib.experiments.run_one` (training it where it
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +32,6 @@ BOOK_SIZES = {
     "quick": dict(sources=("ig", "sobel"), n_probe=48, n_robust=200, severities=(3,)),
     "paper": dict(sources=SOURCE_STUDY, n_probe=500, n_robust=10_000, severities=(1, 2, 3, 4, 5)),
 }
-# the full-training-set students of SmallerMobileNet (the Train80Rand files use another layout of keys)
-_OFFICIAL = re.compile(r"^CIFAR10_(KD_IG|KD|IG)_T[0-9.]+_alpha[0-9.]+_p[0-9.]+_gamma0_TestAcc([0-9.]+)\.pt$")
 
 
 @dataclass(frozen=True)
@@ -86,26 +83,22 @@ def trained_student(config: Config, method: str, seed: int, progress: bool = Fal
     return _student_model(method_config(config, method), state), row
 
 
-def official_students(folder: str | Path | None = None) -> dict[str, tuple[nn.Module, float]]:
-    """The authors' published students that fit this architecture: {label: (model, their accuracy)}.
+def official_students(config: Config) -> dict[str, tuple[nn.Module, float]]:
+    """The authors' published full-training-set students: {"official <method>": (model, their accuracy)}.
 
-    ``folder`` defaults to ``shared/data/official-checkpoints`` beside the checkout; the ``*_AT_*``
-    files and the ``Train80Rand`` ones (other layouts) are skipped; the authors published no
-    full-training-set baseline student. Returns {} where the folder is absent.
+    Loaded and verified by :mod:`igkd_lib.official`; the attention-transfer files (another
+    architecture) and the ``Train80Rand`` ones (another subset) are left out; the authors published no
+    full-training-set baseline. Returns {} where no checkpoint is available (offline, no copy).
     """
-    from .data import find_offline_copy
+    from .official import OfficialUnavailable, checkpoints, load_student
 
-    if folder is None:
-        offline = find_offline_copy()
-        folder = offline.parent / "official-checkpoints" if offline is not None else Path("/nonexistent")
     out = {}
-    for path in sorted(Path(folder).glob("*.pt")):
-        match = _OFFICIAL.match(path.name)
-        if match is None:
-            continue
-        model = models.student(5)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        out[f"official {match.group(1).lower()}"] = (model.eval(), float(match.group(2)))
+    for checkpoint in checkpoints():
+        if checkpoint.loads and checkpoint.training_set == "full":
+            try:
+                out[f"official {checkpoint.method}"] = (load_student(checkpoint, config.cache_dir), checkpoint.reported_acc)
+            except OfficialUnavailable:
+                return {}
     return out
 
 
@@ -118,7 +111,7 @@ def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), se
         for seed in (config.seeds if seeds is None else seeds):
             out[f"{method} s{seed}"] = (trained_student(config, method, int(seed), progress)[0], method, int(seed))
     if official:
-        out.update({label: (model, label, None) for label, (model, _) in official_students().items()})
+        out.update({label: (model, label, None) for label, (model, _) in official_students(config).items()})
     return out
 
 

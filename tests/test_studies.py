@@ -20,8 +20,8 @@ def test_queue_order_and_that_every_entry_is_a_valid_config():
         assert entry.seeds == (0, 1)
 
 
-def test_official_students_load_and_skip_other_layouts():
-    found = official_students()
+def test_official_students_load_and_skip_other_layouts(smoke_config):
+    found = official_students(smoke_config)
     if not found:
         pytest.skip("no official checkpoints beside this checkout")
     assert set(found) == {"official kd", "official ig", "official kd_ig"}

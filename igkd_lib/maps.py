@@ -78,7 +78,7 @@ def maps_precision(config: Config, device: torch.device) -> str:
 
 # The config fields the maps depend on (besides the teacher, the data and the precision): runs that read
 # maps made with other values of these must not share them (the campaign groups runs by them).
-MAPS_FIELDS = ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views")
+MAPS_FIELDS = ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source")
 
 
 def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.Tensor, precision: str) -> dict:

@@ -38,7 +38,8 @@ _MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "shuff
 _TEACHER_FIELDS = ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr",
                    "teacher_weight_decay", "teacher_warmup", "device", "cache_dir", *_DATA_FIELDS)
 # Knobs recorded in every row (the ones chapters vary).
-_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_logits")
+_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_logits",
+              "bn_recalibrate")
 
 # Chapter 5's grids per profile: small on smoke and quick (one seed), the full grid on paper.
 ABLATION_GRIDS: dict[str, dict] = {
@@ -79,7 +80,7 @@ def _maps(config: Config, progress: bool):
 
     teacher, _ = _teacher(config, progress)
     train, _ = _splits(config)
-    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk")
+    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target")
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
@@ -94,6 +95,8 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
         fields.update(c.key_fields(*_KD_FIELDS))
     if c.p > 0:
         fields.update(c.key_fields(*_MAP_FIELDS))
+    if c.bn_recalibrate:  # only when on, so the keys of runs without it are unchanged
+        fields.update(bn_recalibrate=True)
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
                   train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()))

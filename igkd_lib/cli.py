@@ -1,7 +1,11 @@
 """``python -m igkd_lib``: the command line. Every subcommand takes ``--profile`` and ``--set key=value``.
 
 Subcommands hand the one :class:`Config` to a ``cli(config, args)`` function of the module that
-does the work, so the command line and the notebooks run the same code.
+does the work, so the command line and the notebooks run the same code. Every failure the user can
+act on ends with one ``error: ...`` message on stderr and a non-zero exit status, never a traceback:
+2 for a value that is not allowed (:class:`ConfigError`, ``ValueError``), 1 for a run that could not
+be done (data unavailable, teacher weights that do not verify, a loss that became non-finite, a file
+that could not be written), 130 when interrupted.
 """
 from __future__ import annotations
 
@@ -62,18 +66,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_failures() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "this run could not be done" (exit 1), as opposed to a bug (traceback)."""
+    from .data import DataUnavailable
+    from .errors import NonFiniteLossError, WeightsError
+
+    return DataUnavailable, WeightsError, NonFiniteLossError, OSError
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the exit status (0: done; 1: the run failed; 2: a bad value; 130: interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
         config = make_config(args.profile, **overrides)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    module_name = _BENCHES[args.bench][0] if args.command == "bench" else _COMMANDS[args.command][0]
-    module = importlib.import_module(module_name)
-    result = module.cli(config, args)
+        from .notebook import prepare_runtime
+
+        prepare_runtime(config)
+        module_name = _BENCHES[args.bench][0] if args.command == "bench" else _COMMANDS[args.command][0]
+        result = importlib.import_module(module_name).cli(config, args)
+    except ValueError as error:  # ConfigError included: a value that is not allowed
+        return _fail(error, 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except _run_failures() as error:
+        return _fail(error, 1)
     return int(result or 0)
+
+
+def _fail(error: BaseException | str, status: int) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

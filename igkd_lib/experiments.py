@@ -4,7 +4,10 @@
 ``{cache_dir}/runs/<key>.json``; the key covers every config field that changes the run (after the
 method's own settings, and dropping knobs the method does not use), the seed, the teacher's SHA-256
 and the data indices. Re-executing a chapter therefore skips every run already done, and chapters
-share runs whose configs coincide. See chapters 4 and 5.
+share runs whose configs coincide. A run's JSON carries a SHA-256 of its content
+(:func:`igkd_lib.storage.write_checked_json`): the file is small and is the only record of a run that
+took minutes to hours, and a flipped digit in an accuracy would otherwise be read as a result; one
+that does not verify is moved aside and the run trained again. See chapters 4 and 5.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from . import student as _student
 from .config import Config
 from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
-from .storage import atomic_write_json, read_json, stable_hash
+from .storage import read_checked_json, stable_hash, write_checked_json
 
 __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label", "ablation_variants",
            "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
@@ -112,12 +115,7 @@ def _run_path(config: Config, key: str) -> Path:
 
 
 def _load_cached(path: Path, key: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        stored = read_json(path)
-    except (OSError, ValueError):
-        return None
+    stored = read_checked_json(path)
     ok = isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("log"), list)
     return stored if ok and stored["log"] else None
 
@@ -163,7 +161,7 @@ def _train(config, method, seed, key, path, teacher, info, train, test, progress
            "n_train": len(train), **c.key_fields(*_ROW_KNOBS),
            "teacher_origin": info.origin, "teacher_acc": float(info.test_accuracy), "run_key": key}
     stored = {"key": key, "row": row, "log": [dict(r) for r in result.log]}
-    atomic_write_json(path, stored)
+    write_checked_json(path, stored)
     path.with_suffix(".pt").unlink(missing_ok=True)  # the checkpoint only served resuming
     return stored
 
@@ -255,6 +253,12 @@ def _commit_results(config: Config, table: pd.DataFrame) -> None:
         print(f"\nwrote {write_results(table, config.profile, meta, RESULTS_DIR)} (commit it to show it in the book)")
 
 
+def _below_target(accuracy: float) -> str:
+    from .teacher import SHIPPED_TARGET
+
+    return f", below the {SHIPPED_TARGET:.0f}% target" if accuracy < SHIPPED_TARGET else ""
+
+
 def cli(config: Config, args) -> int:
     """``train``: one method (default kd_ig) at ``--seed``; ``run``: methods (default all) x the profile's seeds."""
     from .stats import compare_methods, summarise
@@ -275,5 +279,6 @@ def cli(config: Config, args) -> int:
         _commit_results(config, table)
     first = table.iloc[0]
     print(f"\nprofile={config.profile} · data={first['data_source']} · device={first['device']} · "
-          f"commit={first['commit']} · teacher={first['teacher_origin']} ({first['teacher_acc']:.2f}%)")
+          f"commit={first['commit']} · teacher={first['teacher_origin']} ({first['teacher_acc']:.2f}%"
+          f"{_below_target(first['teacher_acc'])})")
     return 0 if all(math.isfinite(v) for v in table["final_acc"]) else 1

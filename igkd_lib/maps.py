@@ -8,13 +8,16 @@ finalised atomically and verified by SHA-256 on every load (a damaged file is re
 used). Stored compactly and memory-mappable: ``maps.npy`` float16 (N, H, W), each map divided by
 its maximum, and ``scales.npy`` float32 (N,), so map i = maps[i] * scales[i] with a relative
 error below 5e-4 whatever the magnitude (plain float16 would flush an untrained teacher's ~1e-10
-values to zero). See chapter 2 ("Precomputing the maps").
+values to zero). Runs on the same key take turns (an exclusive lock on ``<key>.lock`` beside the
+folder): a second ``precompute`` waits for the first and reuses its maps. See chapter 2 ("Precomputing the maps").
 """
 from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +201,31 @@ def _start_manifest(folder: Path, key: dict, rows: int) -> dict:
     return manifest
 
 
+@contextmanager
+def _folder_lock(folder: Path):
+    """Hold an exclusive lock of one cache folder (``<folder>.lock`` beside it) for reading or filling it.
+
+    A second run on the same key waits here (it says so) and then finds the first one's finished maps.
+    Without ``fcntl`` (Windows) runs are not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another run that is computing the maps in {folder}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # --------------------------------------------------------------------------- public API
 def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | None = None,
              progress: bool = True) -> MapSet:
@@ -223,18 +251,19 @@ def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | 
     key = maps_key(config, model_sha256(teacher), train.source, train.indices, _precision(device))
     name = stable_hash(key)
     folder = Path(config.cache_dir) / "maps" / name
-    stored, seconds = _load_verified(folder, len(data)), 0.0
-    from_cache = stored is not None
-    if not from_cache:
-        started = time.perf_counter()
-        manifest = _start_manifest(folder, key, _chunk_rows(config))
-        targets = _targets(config, teacher, data, device)
-        _fill_chunks(folder, manifest, data, targets, teacher, config, device, progress)
-        seconds = time.perf_counter() - started
-        _finalise(folder, manifest, seconds)
-        stored = _load_verified(folder, len(data))
-        if stored is None:
-            raise RuntimeError(f"the maps written to {folder} failed their checksum right after writing")
+    with _folder_lock(folder):
+        stored, seconds = _load_verified(folder, len(data)), 0.0
+        from_cache = stored is not None
+        if not from_cache:
+            started = time.perf_counter()
+            manifest = _start_manifest(folder, key, _chunk_rows(config))
+            targets = _targets(config, teacher, data, device)
+            _fill_chunks(folder, manifest, data, targets, teacher, config, device, progress)
+            seconds = time.perf_counter() - started
+            _finalise(folder, manifest, seconds)
+            stored = _load_verified(folder, len(data))
+            if stored is None:
+                raise RuntimeError(f"the maps written to {folder} failed their checksum right after writing")
     rows = torch.from_numpy(np.searchsorted(unique, train.indices.numpy()))
     maps = torch.from_numpy(stored)[rows]
     return MapSet(maps, train.indices.clone(), name, folder / "maps.npy", seconds, from_cache)

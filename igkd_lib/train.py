@@ -18,7 +18,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .data import Cifar10
-from .storage import atomic_torch_save
+from .errors import NonFiniteLossError
+from .storage import atomic_torch_save, load_checkpoint
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights"]
@@ -124,8 +125,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
     images, labels = train.images.to(device), train.labels.to(device)
     log: list = []
     start_epoch = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = load_checkpoint(checkpoint, map_location=device) if checkpoint is not None else None
+    if state is not None:
         if state.get("meta") == (checkpoint_meta or {}):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -166,6 +167,9 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
                "images_per_s": len(train) / seconds}
         if average is not None:
             row = {**row, "test_acc": evaluate(average.module, test, eval_batch_size), "live_test_acc": row["test_acc"]}
+        if not math.isfinite(row["loss"]):  # before any checkpoint: a diverged run is never saved or cached
+            raise NonFiniteLossError(f"{desc}: the training loss became {row['loss']} in epoch {epoch + 1}; "
+                                     "lower the learning rate or check the inputs (nothing was saved)")
         log.append(row)
         done_here += 1
         if checkpoint is not None:

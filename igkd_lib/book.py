@@ -23,7 +23,7 @@ import yaml
 from .storage import atomic_write_json
 
 __all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters",
-           "stage_and_build", "build", "cli", "SUMMARY_PAGES"]
+           "stage_and_build", "build", "time_table", "cli", "SUMMARY_PAGES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _SOURCES = ("_config.yml", "_toc.yml", "book")
@@ -236,7 +236,23 @@ def build(profile: str, force: bool = False, progress: bool = True, site_root: s
         "chapters": {str(r.source.relative_to(root)): {"seconds": r.seconds, "skipped": r.skipped} for r in runs}})
     print(f"book built in {result.execute_seconds + result.build_seconds:.1f} s (execute "
           f"{result.execute_seconds:.1f} s, Jupyter Book {result.build_seconds:.1f} s): {index}", flush=True)
+    print(f"\ntime per page (profile={profile}; set-up of .venv not included):\n{time_table(runs, result.build_seconds)}",
+          flush=True)
     return result
+
+
+def time_table(runs: list, build_seconds: float) -> str:
+    """The per-page time table ``make book`` prints at the end: seconds and share of each page and of the site build."""
+    rows = [(f"{r.source.parent.name}/{r.source.name}", r.seconds, "up to date" if r.skipped else "") for r in runs]
+    rows.append(("Jupyter Book (site)", build_seconds, ""))
+    total = sum(seconds for _, seconds, _ in rows)
+    width = max(len(name) for name, _, _ in rows + [("total", 0, "")])
+    lines = [f"{'page':<{width}}  {'seconds':>8}  {'share':>6}", "-" * (width + 18)]
+    for name, seconds, note in rows:
+        share = f"{100 * seconds / total:5.1f}%" if total > 0 else "     -"
+        lines.append(f"{name:<{width}}  {seconds:8.1f}  {share}" + (f"  {note}" if note else ""))
+    lines += ["-" * (width + 18), f"{'total':<{width}}  {total:8.1f}  {total / 60:5.1f} min"]
+    return "\n".join(lines)
 
 
 def cli(config, args) -> int:

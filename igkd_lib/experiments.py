@@ -40,16 +40,22 @@ _MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "map_v
 _TEACHER_FIELDS = ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr",
                    "teacher_weight_decay", "teacher_warmup", "device", "cache_dir", *_DATA_FIELDS)
 # Knobs recorded in every row (the ones chapters vary).
-_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views", "shuffle_maps", "teacher_logits")
+_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views", "shuffle_maps", "teacher_logits",
+              "bn_recalibrate")
 
-# Chapter 5's grids per profile: small on smoke and quick (one seed), the full grid on paper.
+# Chapter 5's grids per profile: small on smoke; on quick the paper's values only, no control (every
+# run is chapter 4's: a quick run costs a minute or more, and the default book stays within 12
+# minutes); the full grid on paper. Values equal to the paper's share the default run with chapter 4.
 ABLATION_GRIDS: dict[str, dict] = {
-    "smoke": dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,)),
-    "quick": dict(p_values=(0.0, 0.1, 0.5), temperatures=(2.5, 5.0), alphas=(0.01, 0.1), blends=(0.25, 0.5, 0.75),
-                  seeds=(0,)),
+    "smoke": dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,),
+                  controls=("shuffled", "official", "logits")),
+    "quick": dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
+                  controls=()),
     "paper": dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
-                  blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2)),
+                  blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits")),
 }
+_CONTROLS = {"shuffled": {"shuffle_maps": True}, "official": {"map_alignment": "official"},
+             "logits": {"teacher_logits": "official"}}
 
 _MEMO: dict[str, object] = {}
 
@@ -81,7 +87,7 @@ def _maps(config: Config, progress: bool):
 
     teacher, _ = _teacher(config, progress)
     train, _ = _splits(config)
-    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk", "map_views", "map_source")
+    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source")
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
@@ -113,6 +119,8 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
             del fields["map_views"]
         if c.map_source != "ig":  # only where not the paper's, so the keys of earlier runs still hold
             fields["map_source"] = c.map_source
+    if c.bn_recalibrate:  # only when on, so the keys of runs without it are unchanged
+        fields.update(bn_recalibrate=True)
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
                   train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()),
@@ -243,9 +251,9 @@ def ablation_seeds(profile: str, seeds=None) -> tuple:
 
 def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     """Config overrides of one chapter-5 ablation: ``"p"``, ``"temperature_alpha"``, ``"blend"``,
-    ``"controls"`` (shuffled maps, the official code's unaligned maps, its teacher-logit table), ``"faults"``
-    (:func:`igkd_lib.faults.fault_ablation_variants`). ``values`` (e.g. ``p_values``)
-    replace the profile's grid (:data:`ABLATION_GRIDS`) where not None."""
+    ``"controls"`` (the aligned default, then the grid's ``controls``: shuffled maps, the official
+    code's unaligned maps, its teacher-logit table), ``"faults"`` (:func:`igkd_lib.faults.fault_ablation_variants`).
+    ``values`` (e.g. ``p_values``) replace the profile's grid (:data:`ABLATION_GRIDS`) where not None."""
     grid = {**ABLATION_GRIDS[config.profile], **{k: v for k, v in values.items() if v is not None}}
     if which == "p":
         return [{"p": float(p)} for p in grid["p_values"]]
@@ -254,7 +262,10 @@ def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     if which == "blend":
         return [{"blend": float(b)} for b in grid["blends"]]
     if which == "controls":
-        return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}, {"teacher_logits": "official"}]
+        unknown = sorted(set(grid["controls"]) - set(_CONTROLS))
+        if unknown:
+            raise ValueError(f"controls={unknown} is not allowed; allowed: {', '.join(_CONTROLS)}")
+        return [{}] + [dict(_CONTROLS[name]) for name in grid["controls"]]
     if which == "faults":
         from .faults import fault_ablation_variants
 

@@ -71,13 +71,16 @@ def source_maps(source: str, teacher: nn.Module, images: torch.Tensor, targets: 
         return sobel_maps(images.float()).cpu()
     if source == "constant":
         return torch.ones(images.shape[0], *images.shape[-2:])
+    from .maps import chunk_size
+
+    chunk = chunk_size(config, images.device)
     if source == "grad_x_input":
-        return reduce_map(gradient_x_input(teacher, images, targets, chunk_size=config.ig_chunk).attributions)
+        return reduce_map(gradient_x_input(teacher, images, targets, chunk_size=chunk).attributions)
     if source == "smoothgrad":
-        return reduce_map(smoothgrad(teacher, images, targets, chunk_size=config.ig_chunk).attributions)
+        return reduce_map(smoothgrad(teacher, images, targets, chunk_size=chunk).attributions)
     device = images.device
     model = {"ig": lambda: teacher, "ig_untrained": lambda: untrained_teacher(device),
              "ig_weak": lambda: _weak_teacher(device)}[source]()
     result = integrated_gradients(model, images, targets, n_steps=config.ig_steps, method=config.ig_method,
-                                  baseline=config.ig_baseline, chunk_size=config.ig_chunk)
+                                  baseline=config.ig_baseline, chunk_size=chunk)
     return reduce_map(result.attributions)

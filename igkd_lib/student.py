@@ -17,6 +17,7 @@ from torch import nn
 
 from . import models
 from .augment import student_batch
+from .batchnorm import recalibrate
 from .config import Config
 from .data import Cifar10
 from .distill import kd_loss
@@ -109,12 +110,14 @@ def train_student(config: Config, method: str, seed: int, *, teacher: nn.Module 
                            normalise=config.student_normalise)
     batch_fn, loss_fn = batch_and_loss(config, teacher, maps, train, device, seed, progress)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.student_lr)
+    before_eval = (lambda m: recalibrate(m, train.images)) if config.bn_recalibrate else None
     meta = {"method": method, "seed": seed, "n_train": len(train), "source": train.source,
             "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_META}}
     return train_loop(model, optimizer, lambda step: config.student_lr, train, test,
                       epochs=config.student_epochs, batch_size=config.student_batch_size, seed=seed, device=device,
                       batch_fn=batch_fn, loss_fn=loss_fn, checkpoint=checkpoint, eval_batch_size=config.eval_batch_size,
-                      desc=f"student {method} seed {seed}", progress=progress, checkpoint_meta=meta, **loop_options)
+                      desc=f"student {method} seed {seed}", progress=progress, checkpoint_meta=meta,
+                      before_eval=before_eval, **loop_options)
 
 
 def _check_maps(maps: torch.Tensor | None, train: Cifar10) -> torch.Tensor:

@@ -108,7 +108,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
                device: torch.device, batch_fn: BatchFn, loss_fn: LossFn, checkpoint: Path | None = None,
                eval_batch_size: int = 500, desc: str = "train", progress: bool = True,
                checkpoint_meta: dict | None = None, stop_after: int | None = None,
-               average: AveragedModel | None = None) -> TrainResult:
+               average: AveragedModel | None = None,
+               before_eval: Callable[[nn.Module], object] | None = None) -> TrainResult:
     """Train for ``epochs``, evaluating and checkpointing after each; resume from ``checkpoint``.
 
     ``batch_fn(uint8_images, positions, generator, epoch)`` returns the model input and extras;
@@ -116,6 +117,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
     after that many epochs in this call (for tests of resuming). Given ``average`` (an
     ``AveragedModel`` of ``model``, e.g. an EMA), it is updated after every step and is what the run
     returns: each row's ``test_acc`` is the averaged weights', ``live_test_acc`` the trained ones'.
+    ``before_eval(model)`` runs before each evaluation (e.g. :func:`igkd_lib.batchnorm.recalibrate`).
     """
     model = prepare_model(model, device)
     if average is not None:
@@ -158,6 +160,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             total_loss += float(loss.detach()) * len(y)
             correct += int((logits.detach().argmax(1) == y).sum())
         seconds = time.perf_counter() - started
+        if before_eval is not None:
+            before_eval(model)
         row = {"epoch": epoch + 1, "loss": total_loss / len(train), "train_acc": 100.0 * correct / len(train),
                "test_acc": evaluate(model, test, eval_batch_size), "seconds": seconds,
                "images_per_s": len(train) / seconds}

@@ -301,3 +301,15 @@ def test_plumbing_is_tagged_not_written_on_the_page(page):
             figure = cell.metadata.get("mystnb", {})
             assert figure.get("figure", {}).get("caption") and len(figure.get("image", {}).get("alt", "")) > 20, \
                 f"{page}: a figure cell needs mystnb.figure.caption and mystnb.image.alt"
+
+
+def test_time_table_lists_every_page_its_share_and_the_total():
+    runs = [book.ChapterRun(ROOT / "notebooks" / "02_precomputing_maps.ipynb", ROOT / "x", 90.0, False),
+            book.ChapterRun(ROOT / "book" / "results_summary.ipynb", ROOT / "y", 0.5, True)]
+    table = book.time_table(runs, 9.5)
+    lines = table.splitlines()
+    assert "notebooks/02_precomputing_maps.ipynb" in table and "book/results_summary.ipynb" in table
+    assert any(line.startswith("notebooks/02") and "90.0" in line and "90.0%" in line for line in lines)
+    assert any("results_summary" in line and "up to date" in line for line in lines)
+    assert any(line.startswith("Jupyter Book") and "9.5" in line for line in lines)
+    assert lines[-1].split()[:2] == ["total", "100.0"] and "1.7 min" in lines[-1]

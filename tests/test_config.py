@@ -61,3 +61,13 @@ def test_parse_override():
 def test_config_is_frozen():
     with pytest.raises(Exception):
         make_config("smoke").p = 0.3
+
+
+def test_ig_chunk_is_left_to_the_device_and_batchnorm_recalibration_only_on_small_profiles():
+    assert all(make_config(profile).ig_chunk == 0 for profile in PROFILES)
+    assert make_config("quick", ig_chunk="96").ig_chunk == 96
+    with pytest.raises(ConfigError, match="ig_chunk=-1.*0: the device's default"):
+        make_config("smoke", ig_chunk=-1)
+    assert make_config("smoke").bn_recalibrate and make_config("quick").bn_recalibrate
+    assert not make_config("paper").bn_recalibrate  # the paper did not
+    assert make_config("quick", bn_recalibrate="false").bn_recalibrate is False

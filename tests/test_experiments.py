@@ -118,6 +118,12 @@ def test_ablation_variants(fake):
     grid = experiments.ablation_variants(fake.config, "temperature_alpha", temperatures=[1, 2], alphas=[0.1])
     assert grid == [{"temperature": 1.0, "alpha": 0.1}, {"temperature": 2.0, "alpha": 0.1}]
     assert {"map_alignment": "official"} in experiments.ablation_variants(fake.config, "controls")
+    from igkd_lib.config import make_config
+    quick = make_config("quick")
+    assert experiments.ablation_variants(quick, "controls") == [{}]
+    assert experiments.ablation_variants(quick, "controls", controls=("shuffled",)) == [{}, {"shuffle_maps": True}]
+    with pytest.raises(ValueError, match="controls.*shuffled, official"):
+        experiments.ablation_variants(quick, "controls", controls=("reversed",))
 
 
 def test_cli_train_and_run(fake, capsys):

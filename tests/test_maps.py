@@ -169,3 +169,25 @@ def test_a_run_killed_with_sigkill_resumes_to_the_identical_file(config, train, 
     assert not (folder / "maps.npy").exists() and len(list(folder.glob("chunk_*.npy"))) == 2
     resumed = get_maps(config, tiny_teacher(), train, progress=False)
     assert not resumed.from_cache and resumed.path.read_bytes() == whole.path.read_bytes()
+
+
+def test_auto_chunk_is_whole_images_and_the_override_wins(config, monkeypatch):
+    cpu = torch.device("cpu")
+    auto = config.replace(ig_chunk=0, ig_steps=16)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert maps_module.chunk_size(auto, cpu) == 64
+    assert maps_module.chunk_size(auto.replace(ig_steps=50), cpu) == 50  # one image, never a split one
+    assert maps_module.chunk_size(auto.replace(ig_steps=50), torch.device("cuda")) == 1000
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert maps_module.chunk_size(auto, cpu) == maps_module.AUTO_CHUNK["cpu_max"]
+    assert maps_module.chunk_size(auto.replace(ig_chunk=7), cpu) == 7
+
+
+def test_maps_are_bit_identical_across_chunk_sizes_and_share_one_cache_entry(config, train, tmp_path):
+    teacher = tiny_teacher()
+    results = [get_maps(config.replace(ig_chunk=chunk, cache_dir=str(tmp_path / str(chunk))), teacher, train,
+                        progress=False) for chunk in (0, 4, 12, 40)]  # auto, then 1, 3 and 10 images of 4 points
+    for other in results[1:]:
+        assert other.key == results[0].key and torch.equal(other.maps, results[0].maps)
+    assert get_maps(config.replace(ig_chunk=12), teacher, train, progress=False).key == results[0].key
+    assert get_maps(config.replace(ig_chunk=40), teacher, train, progress=False).from_cache

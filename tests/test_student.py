@@ -98,3 +98,17 @@ def test_bad_maps_and_missing_teacher_are_errors(tmp_path, tiny):
         student.train_student(config, "ig", 0, teacher=None, maps=maps[:10], train=train, test=test, progress=False)
     with pytest.raises(ValueError, match="teacher"):
         student.train_student(config, "kd", 0, teacher=None, maps=None, train=train, test=test, progress=False)
+
+
+def test_batchnorm_recalibration_changes_the_evaluation_only(tmp_path, tiny):
+    from igkd_lib.batchnorm import recalibrate
+
+    on = _run(_config(tmp_path, bn_recalibrate=True), tiny)
+    off = _run(_config(tmp_path, bn_recalibrate=False), tiny)
+    assert [(r["loss"], r["train_acc"]) for r in on.log] == [(r["loss"], r["train_acc"]) for r in off.log]
+    state_on, state_off = on.model.state_dict(), off.model.state_dict()
+    running = [k for k in state_on if "running" in k]
+    assert running and any(not torch.equal(state_on[k], state_off[k]) for k in running)
+    assert all(torch.equal(state_on[k], state_off[k]) for k in state_on if "running" not in k and "batches" not in k)
+    recalibrate(off.model, tiny[1].images)  # the same statistics as the run computed before its last evaluation
+    assert all(torch.allclose(state_on[k], off.model.state_dict()[k]) for k in running)

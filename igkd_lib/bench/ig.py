@@ -2,9 +2,11 @@
 
 In one run, on the same images and the same number of interpolation points, it measures points/s of
 (1) captum as the official code called it (``attribute`` on batches of 8 images, Gauss-Legendre),
-(2) captum at its best ``internal_batch_size``, (3) this engine at its best chunk size and (4) the
-floor: a bare forward + input-gradient backward of the teacher at the best batch size. It prints the
-table, the engine's agreement with captum, and the ratios last. A figure, never a timed test.
+(2) captum at its best ``internal_batch_size``, (3) this engine over a sweep of chunk sizes (which
+includes the chunk the maps use on this device, :func:`igkd_lib.maps.chunk_size`) and (4) the floor:
+a bare forward + input-gradient backward of the teacher at the same batch sizes. It prints the table,
+the engine's agreement with captum, the chosen chunk's rate next to the best one found, and the ratios
+last. A figure, never a timed test.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from torch import nn
 from .. import models
 from ..attribution import frozen, integrated_gradients
 from ..config import Config
+from ..maps import chunk_size
 from ..provenance import device_name, resolve_device
 
-__all__ = ["run", "ratios", "cli"]
+__all__ = ["run", "ratios", "chunk_choice", "cli"]
 
 
 def _timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: bool) -> float:
@@ -68,22 +71,26 @@ def _floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points: int, batc
             torch.autograd.grad(model(xb).gather(1, y[rows].unsqueeze(1)).sum(), xb)
 
 
-# Defaults per device type: (images, engine/floor batch sizes, captum internal batch sizes). The CPU's
-# keep a run near a minute on 2 cores: 16 images x 50 points (two of the official 8-image calls).
-_DEFAULTS = {"cpu": (16, (100, 400), (100, 400)), "cuda": (64, (400, 1600, 3200), (800, 3200))}
+# Defaults per device type: (images, engine/floor chunk sweep, captum internal batch sizes). The CPU's
+# keep a run near two minutes on 2 cores: 16 images x 50 points (two of the official 8-image calls).
+_DEFAULTS = {"cpu": (16, (16, 32, 64, 128, 256), (100, 400)),
+             "cuda": (64, (256, 512, 1024, 2048, 3200), (800, 3200))}
 
 
 def run(config: Config, n_images: int | None = None, n_steps: int = 50, chunk_sizes: tuple | None = None,
         captum_internal: tuple | None = None, repeats: int = 1, seed: int = 0, warmup: bool = True) -> pd.DataFrame:
-    """One row per (variant, batch): ``points``, ``seconds``, ``points_per_s``; plus ``max_rel_diff``.
+    """One row per (variant, batch): ``points``, ``seconds``, ``points_per_s``; attrs ``max_rel_diff``, ``chosen_chunk``.
 
     Pixels are random (speed does not depend on them). Batch is points per forward except for
     captum-as-official, which is 8 images per ``attribute`` call (8 x n_steps points). ``None``:
-    the device's defaults (``_DEFAULTS``).
+    the device's defaults (``_DEFAULTS``). The chunk the maps use on this device
+    (``config.ig_chunk``, or the device's default when 0) is always in the sweep.
     """
     device = resolve_device(config.device)
     defaults = _DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
-    n_images, chunk_sizes = n_images or defaults[0], chunk_sizes or defaults[1]
+    chosen = chunk_size(config, device)
+    n_images = n_images or defaults[0]
+    chunk_sizes = tuple(sorted(set(chunk_sizes or defaults[1]) | {chosen}))
     captum_internal = captum_internal or defaults[2]
     model, origin = _teacher(config, device)
     generator = torch.Generator().manual_seed(seed)
@@ -106,8 +113,18 @@ def run(config: Config, n_images: int | None = None, n_steps: int = 50, chunk_si
     ours = integrated_gradients(model, x, y, n_steps=n_steps, chunk_size=chunk_sizes[-1]).attributions
     theirs = _captum(model, x, y, n_steps, 8, None).cpu()
     table.attrs.update(max_rel_diff=float((ours - theirs).abs().max() / theirs.abs().max()), teacher=origin,
-                       device=device_name(device), n_images=n_images, n_steps=n_steps)
+                       device=device_name(device), n_images=n_images, n_steps=n_steps, chosen_chunk=chosen,
+                       chunk_source="ig_chunk" if config.ig_chunk > 0 else "device default")
     return table
+
+
+def chunk_choice(table: pd.DataFrame) -> dict:
+    """The engine's rate at the chosen chunk and at the best chunk of the sweep (points/s), and their ratio."""
+    engine = table[table["variant"] == "this engine"].set_index("batch")["points_per_s"]
+    chosen = table.attrs["chosen_chunk"]
+    return {"chosen_chunk": int(chosen), "chosen_points_per_s": float(engine[chosen]),
+            "best_chunk": int(engine.idxmax()), "best_points_per_s": float(engine.max()),
+            "chosen / best": float(engine[chosen] / engine.max())}
 
 
 def ratios(table: pd.DataFrame) -> dict:
@@ -127,6 +144,10 @@ def cli(config: Config, args) -> int:
           f"teacher, device {meta['device']}, {torch.get_num_threads()} threads (random pixels)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(f"max |engine - captum| / max |captum| = {meta['max_rel_diff']:.2e}")
+    choice = chunk_choice(table)
+    print(f"chosen chunk {choice['chosen_chunk']} ({meta['chunk_source']}): {choice['chosen_points_per_s']:.0f} points/s; "
+          f"best of the sweep: chunk {choice['best_chunk']}, {choice['best_points_per_s']:.0f} points/s "
+          f"(chosen / best = {choice['chosen / best']:.2f})")
     for name, value in ratios(table).items():
         print(f"{name}: {value:.2f}x")
     return 0

@@ -83,3 +83,9 @@ def test_the_fault_ablation_is_queued_after_the_controls():
     faults = [e for e in queue if e.study == "faults"]
     assert faults and queue.index(faults[0]) > max(i for i, e in enumerate(queue) if e.study == "controls")
     assert {e.method for e in faults} == {"kd", "kd_ig"}
+
+
+def test_the_studies_beyond_the_paper_come_last():
+    queue = paper_queue()
+    studies = [i for i, e in enumerate(queue) if e.study not in ("table1", "controls", "faults")]
+    assert studies and min(studies) > max(i for i, e in enumerate(queue) if e.study == "faults")

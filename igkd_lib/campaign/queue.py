@@ -65,9 +65,15 @@ def _fault_ablation() -> list[Entry]:
             for seed in FAULT_SEEDS for overrides in fault_ablation_variants(full=True) for method in ("kd", "kd_ig")]
 
 
-# Later studies, each a function returning entries, appended in this order (e.g. map sources,
-# teacher signal, compression).
-LATER_STUDIES: list = [_fault_ablation]
+def _beyond_the_paper() -> list[Entry]:
+    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.studies`."""
+    from ..studies import campaign_entries
+
+    return campaign_entries()
+
+
+# Later studies, each a function returning entries, appended in this order.
+LATER_STUDIES: list = [_fault_ablation, _beyond_the_paper]
 
 
 def paper_queue() -> list[Entry]:

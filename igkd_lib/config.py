@@ -25,6 +25,7 @@ MAP_ALIGNMENTS = ("aligned", "official")
 TEACHER_LOGITS = ("online", "cached")
 TEACHER_SOURCES = ("shipped", "train")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
+TRAIN_COMPILES = ("none", "compile", "cudagraph")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,9 @@ class Config:
     student_normalise: bool = False  # the official student takes raw [0, 1] pixels
     crop_padding: int = 4
     flip: bool = True
+    # student step: eager ("none"), torch.compile, or torch.compile with CUDA-graph capture (CUDA only);
+    # a failing choice falls back to eager and the run records what ran
+    train_compile: str = "none"
     eval_batch_size: int = 500
     # integrated gradients
     ig_steps: int = 50
@@ -193,7 +197,7 @@ def _validate(c: Config) -> None:
     choices = dict(
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, teacher_logits=TEACHER_LOGITS,
-        teacher_source=TEACHER_SOURCES,
+        teacher_source=TEACHER_SOURCES, train_compile=TRAIN_COMPILES,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

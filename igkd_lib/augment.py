@@ -25,8 +25,8 @@ DRAW_KEYS = ("offset_y", "offset_x", "flipped", "overlay_u", "exponents")
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 in [0, 1]."""
-    return images_uint8.float().div_(255.0)
+    """uint8 (N, C, H, W) -> floats in [0, 1] (torch's default dtype: float32 unless a test chose float64)."""
+    return images_uint8.to(torch.get_default_dtype()).div_(255.0)
 
 
 def draw_crops(n: int, padding: int, flip: bool, generator: torch.Generator | None) -> dict:
@@ -160,11 +160,13 @@ def draws_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, draws: di
     if maps is None:
         return x
     n = x.shape[0]
-    aligned = torch.as_tensor(aligned, device=x.device).view(-1, 1)
-    identity = torch.arange(padding, padding + size, device=x.device).expand(n, size)
-    maps = apply_crop_flip(maps.reshape(n, 1, size, size), torch.where(aligned, rows, identity),
-                           torch.where(aligned, cols, identity), padding)
-    p, blend = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1) for v in (p, blend))
+    if isinstance(aligned, torch.Tensor):
+        identity = torch.arange(padding, padding + size, device=x.device).expand(n, size)
+        rows, cols = (torch.where(aligned.view(-1, 1), index, identity) for index in (rows, cols))
+    elif not aligned:
+        rows = cols = torch.arange(padding, padding + size, device=x.device).expand(n, size)
+    maps = apply_crop_flip(maps.reshape(n, 1, size, size), rows, cols, padding)
+    p, blend = (v.view(-1, 1, 1, 1).to(x.dtype) if isinstance(v, torch.Tensor) else float(v) for v in (p, blend))
     blended = (1.0 - blend) * x + blend * normalise_maps(maps, draws["exponents"]).to(x.dtype)
     return torch.where(draws["overlay_u"].view(-1, 1, 1, 1) < p, blended, x)
 

@@ -26,12 +26,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from .augment import to_float
 from .data import Cifar10
 from .storage import atomic_torch_save
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
-           "precision_name", "epoch_line", "device_correct"]
+           "precision_name", "epoch_line", "device_correct", "guarded_call"]
 
 COMPILE_CHOICES = ("none", "compile", "cudagraph")
 
@@ -113,7 +114,7 @@ def predict_logits(model: nn.Module, images_uint8: torch.Tensor, batch_size: int
     model.eval()
     outputs = []
     for start in tqdm(range(0, len(images_uint8), batch_size), desc="predict", disable=not progress, leave=False):
-        x = images_uint8[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+        x = to_float(images_uint8[start:start + batch_size].to(device, non_blocking=True))
         with autocast(device):
             outputs.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     model.train(was_training)
@@ -158,7 +159,7 @@ def device_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].float().div_(255).contiguous(memory_format=torch.channels_last)
+        x = to_float(images[start:start + batch_size]).contiguous(memory_format=torch.channels_last)
         with autocast(images.device):
             correct += (model(x).argmax(-1) == labels[start:start + batch_size]).sum()
     model.train(was_training)
@@ -261,7 +262,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             positions = order[window]
             x, extras = batch_fn(images[positions], positions, _step_draws(draws, window, device), epoch)
             y = labels[positions]
-            runner, compile_used, (loss, logits) = _guarded(runner, model, compile_used, loss_fn, x, y, extras)
+            runner, compile_used, (loss, logits) = guarded_call(runner, model, compile_used, loss_fn, x, y, extras)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -285,7 +286,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
     return TrainResult(model=average.module if average is not None else model, log=log, info=info)
 
 
-def _guarded(runner, model, compile_used, loss_fn, x, y, extras):
+def guarded_call(runner, model, compile_used, loss_fn, x, y, extras):
     """``loss_fn`` on ``runner``; a compiled runner that fails falls back to eager ``model`` (recorded)."""
     x = x.contiguous(memory_format=torch.channels_last)
     with autocast(x.device):

@@ -157,7 +157,7 @@ def test_members_must_share_the_group_fields(tmp_path, tiny):
     with pytest.raises(ValueError, match=r"student_batch_size \(16, 32\)"):
         _group([wide.Member(config, "kd", 0), wide.Member(config.replace(student_batch_size=32), "kd", 1)], tiny)
     with pytest.raises(ValueError, match="student_cut"):
-        _group([wide.Member(config, "kd", 0), wide.Member(config.replace(student_cut=15), "kd", 1)], tiny)
+        _group([wide.Member(config, "kd", 0), wide.Member(config.replace(student_cut=13), "kd", 1)], tiny)
     with pytest.raises(ConfigError, match="student_dropout"):
         _group([wide.Member(config.replace(student_dropout=0.2), "kd", 0)], tiny)
     with pytest.raises(ValueError, match="teacher"):

@@ -1,6 +1,7 @@
 # igkd: the two commands of the README are `make book` (main job) and `make test` (the tests).
 #   make book [PROFILE=quick|smoke|paper] [FORCE=1]   execute every chapter, build _build/html/index.html
-#   make test                                          pytest over tests/ and nbval over notebooks/ (smoke)
+#   make test                                          pytest over tests/ and nbval over notebooks/ (smoke),
+#                                                      browser tests included (installs Debian's chromium as root)
 #   make notebooks                                     re-execute the stored notebooks in place on smoke
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,8 +10,10 @@ PROFILE ?= quick
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 FORCE_FLAG := $(if $(FORCE),--force,)
+CHROMIUM ?= /usr/bin/chromium
+APT_CHROMIUM := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-.PHONY: setup book test notebooks clean-book
+.PHONY: setup book test browser notebooks clean-book
 
 # Idempotent: does the work once, then only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -25,8 +28,16 @@ setup: $(VENV)/.installed
 book: setup
 	$(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG)
 
-test: setup
-	$(PY) -m pytest -q tests/ notebooks/ $(NBVAL)
+# The browser tests need Debian's chromium: installed here when missing and root, else the one command that
+# installs it is printed and make stops (the browser tests never skip under `make test`).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then $(APT_CHROMIUM); \
+		else echo "make test: $(CHROMIUM) is missing; install it with:  sudo sh -c '$(APT_CHROMIUM)'" >&2; exit 1; fi; \
+	fi
+
+test: setup browser
+	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/ notebooks/ $(NBVAL)
 
 notebooks: setup
 	@for nb in $(NOTEBOOKS) book/results_summary.ipynb; do \

@@ -22,8 +22,7 @@ import yaml
 
 from .storage import atomic_write_json
 
-__all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters", "stage_and_build",
-           "build", "cli"]
+__all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execute_chapters", "stage_and_build", "build", "cli"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _SOURCES = ("_config.yml", "_toc.yml", "book")
@@ -57,30 +56,6 @@ def chapters_from_toc(root: Path = ROOT) -> list[Path]:
     toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
     files = [toc["root"]] + _toc_files(toc)
     return [Path(f + ".ipynb") for f in files if not (Path(root) / (f + ".md")).exists()]
-
-
-def execution_order(chapters: list[Path], root: Path = ROOT) -> list[Path]:
-    """Reading order, except that a notebook runs after the pages its metadata ``igkd.execute_after``
-    names (chapter 3's explorer shows the accuracies of chapter 5's runs, read from the run cache)."""
-    after = {}
-    for chapter in chapters:
-        source = Path(root) / chapter
-        meta = json.loads(source.read_text()).get("metadata", {}) if source.exists() else {}
-        after[chapter] = [Path(p) for p in meta.get("igkd", {}).get("execute_after", []) if Path(p) in chapters]
-    order: list[Path] = []
-
-    def visit(chapter: Path, path: tuple) -> None:
-        if chapter in path:
-            raise ValueError(f"execute_after: {' -> '.join(map(str, path + (chapter,)))} is a cycle; "
-                             "allowed: an order that exists")
-        if chapter not in order:
-            for first in after[chapter]:
-                visit(first, path + (chapter,))
-            order.append(chapter)
-
-    for chapter in chapters:
-        visit(chapter, ())
-    return order
 
 
 def _toc_files(node) -> list[str]:
@@ -134,7 +109,7 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
     """Execute the book's notebooks with papermill (``-p profile <profile>`` plus ``parameters``).
 
     ``chapters``: notebook paths relative to ``root`` (default: every notebook of ``_toc.yml``), run in
-    :func:`execution_order`.
+    reading order (no page needs another to have run first).
     Executed copies go to ``out_dir`` (default ``_build/executed/<profile>``) under the same relative
     path; a fresh copy is skipped unless ``force``. Prints each chapter's time and the total.
     """
@@ -144,7 +119,7 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
     library_mtime = _library_mtime()
     runs = []
     chapters = chapters_from_toc(root) if chapters is None else [Path(c) for c in chapters]
-    for chapter in execution_order(chapters, root):
+    for chapter in chapters:
         source, executed = root / chapter, out_dir / chapter
         if not source.exists():
             raise ValueError(f"chapters: {chapter} does not exist under {root}; allowed: notebooks of _toc.yml")
@@ -175,7 +150,34 @@ def _stage(root: Path, executed_dir: Path, stage: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         source = executed_dir / chapter if (executed_dir / chapter).exists() else root / chapter
         if source.exists():  # a missing chapter is left for Jupyter Book to report
-            shutil.copy2(source, target)
+            _copy_without_plumbing(source, target)
+
+
+def _copy_without_plumbing(source: Path, target: Path) -> None:
+    """Copy a notebook for the page: papermill's injected parameters cell is tagged ``remove-cell``, and
+    consecutive text streams of a cell are joined (a kernel may send a line's end on its own, which would
+    show as an empty block; Jupyter Book's own merging would also move a line printed under a figure above it)."""
+    nb = json.loads(source.read_text())
+    for cell in nb.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = tags + ["remove-cell"]
+        if "outputs" in cell:
+            cell["outputs"] = _join_streams(cell["outputs"])
+    target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def _join_streams(outputs: list) -> list:
+    joined: list = []
+    for output in outputs:
+        last = joined[-1] if joined else {}
+        if output.get("output_type") == "stream" and last.get("output_type") == "stream" \
+                and last.get("name") == output.get("name"):
+            text = lambda o: "".join(o["text"]) if isinstance(o["text"], list) else o["text"]  # noqa: E731
+            joined[-1] = {**last, "text": text(last) + text(output)}
+        else:
+            joined.append(output)
+    return joined
 
 
 def _jupyter_book() -> list[str]:

@@ -11,7 +11,7 @@ import torch
 from .config import Config, make_config
 from .provenance import provenance_line, resolve_device
 
-__all__ = ["chapter_setup", "caption"]
+__all__ = ["chapter_setup", "caption", "figure_note"]
 
 
 def chapter_setup(profile: str, **overrides) -> Config:
@@ -29,3 +29,16 @@ def caption(config: Config, data_source: str | None = None, what: str = "") -> s
     """A figure or table caption that carries the provenance line."""
     line = provenance_line(config, data_source)
     return f"{what} — {line}" if what else line
+
+
+def figure_note(text: str, figure=None) -> None:
+    """Show ``figure`` (a matplotlib Figure, then closed) and print under it ``text`` (a provenance line,
+    :func:`caption`). The line is a text stream, not a display, so the book's figure caption (cell metadata
+    ``mystnb.figure``) wraps the image alone; the book's stylesheet sets it small and wrapping."""
+    if figure is not None:
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        display(figure)
+        plt.close(figure)
+    print(text, flush=True)

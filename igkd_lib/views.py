@@ -23,16 +23,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .augment import draw_exponents, normalise_maps
 
-__all__ = ["OverlayExplorer", "overlay_explorer", "overlay_explorer_for", "PAPER_P", "PAPER_BLEND"]
+__all__ = ["OverlayExplorer", "overlay_explorer", "overlay_explorer_for", "measured_results", "PAPER_P", "PAPER_BLEND"]
 
 PAPER_P = 0.1
 PAPER_BLEND = 0.5
 _ACCURACY_COLUMNS = ("accuracy", "final_acc", "mean_accuracy", "final_accuracy", "test_accuracy")
 _MAX_IMAGES = 64
+_FIXED_KNOBS = ("temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_logits")
 
 
 @dataclass(frozen=True, repr=False)
@@ -40,7 +42,7 @@ class OverlayExplorer:
     """A self-contained slider view; display it in a notebook or :meth:`save` it as a page.
 
     ``images`` uint8 (N, 3, H, W); ``maps`` uint8 (N, H, W) = round(255 * norm(map ** s));
-    ``exponents`` s (N,); ``draws`` u (N,); ``results`` rows {p, blend, accuracy (%), runs, profile}.
+    ``exponents`` s (N,); ``draws`` u (N,); ``results`` rows {p, blend, accuracy (%), runs, profile, source}.
     """
 
     images: np.ndarray
@@ -104,7 +106,8 @@ def overlay_explorer(images: Any, maps: Any, *, exponents: Any = None, draws: An
     ``exponents`` s (N,) and ``draws`` u (N,) in [0, 1) are drawn once from ``seed`` unless given
     (s = exp(U(ln lo, ln hi)) with ``exponent_range`` = (lo, hi)). ``results``: a DataFrame with
     columns p, blend, an accuracy column (accuracy, mean_accuracy, final_accuracy or test_accuracy;
-    fractions are shown as %) and optionally profile; seeds of one setting are averaged.
+    fractions are shown as %) and optionally profile, source and run_key; the distinct runs (by run_key)
+    of one setting are averaged, and rows keep the order in which their source first appears.
     ``p``, ``blend``: the sliders' starting values.
     """
     x = _check_images(images)
@@ -218,12 +221,50 @@ def _summarise_results(results: Any) -> tuple:
     if not {"p", "blend"} <= set(columns) or not found:
         raise ValueError(f"results has columns {columns}; allowed: a DataFrame with p, blend and one of "
                          f"{', '.join(_ACCURACY_COLUMNS)} (and optionally profile)")
-    frame = results.assign(profile=results["profile"] if "profile" in columns else "unknown")
+    source = results["source"] if "source" in columns else pd.Series("", index=results.index)
+    frame = results.assign(profile=results["profile"] if "profile" in columns else "unknown", source=source,
+                           _rank=source.map({s: i for i, s in enumerate(dict.fromkeys(source))}))
+    if "run_key" in columns:  # two sweeps share their default run: count it once
+        keyed = frame["run_key"].notna()
+        frame = pd.concat([frame[keyed].drop_duplicates("run_key"), frame[~keyed]])
     accuracy = frame[found[0]].astype(float)
     frame = frame.assign(_acc=accuracy * (100.0 if accuracy.max() <= 1.0 else 1.0))
-    grouped = frame.groupby(["p", "blend", "profile"], sort=True)["_acc"].agg(["mean", "count"]).reset_index()
-    return tuple({"p": float(r.p), "blend": float(r.blend), "accuracy": round(float(r["mean"]), 4),
-                  "runs": int(r["count"]), "profile": str(r.profile)} for _, r in grouped.iterrows())
+    grouped = frame.groupby(["_rank", "source", "p", "blend", "profile"], sort=True)["_acc"].agg(["mean", "count"])
+    return tuple({"p": float(p), "blend": float(w), "accuracy": round(float(r["mean"]), 4), "runs": int(r["count"]),
+                  "profile": str(profile), "source": str(source)}
+                 for (_, source, p, w, profile), r in grouped.iterrows())
+
+
+def measured_results(config, folder: Path | None = None):
+    """The finished KD + IG runs the explorer can show, never training: the committed paper-profile runs
+    (``results/paper/runs.csv``, when present; only rows at the paper's other settings) first, then
+    ``config``'s profile's runs of chapter 5's p and blend sweeps found in the run cache. None when
+    there are none."""
+    from .experiments import overlay_results
+    from .reference import committed_results
+
+    frames = []
+    committed = committed_results("paper", folder)
+    if len(committed) and {"p", "blend", "final_acc"} <= set(committed.columns):
+        frames.append(_at_paper_settings(committed).assign(profile="paper", source="committed"))
+    if config.profile != "paper" or not len(frames[0] if frames else ()):
+        cached = overlay_results(config)
+        if len(cached):
+            frames.append(cached.assign(source="this build"))
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _at_paper_settings(runs):
+    """KD + IG rows whose knobs other than p and the blend are the paper profile's."""
+    from .config import make_config
+
+    paper = make_config("paper")
+    keep = runs["method"] == "kd_ig" if "method" in runs else pd.Series(True, index=runs.index)
+    for knob in _FIXED_KNOBS:
+        if knob in runs:
+            keep &= runs[knob].astype(str).str.lower() == str(getattr(paper, knob)).lower()
+    return runs[keep]
 
 
 def _first_of_each_class(labels: np.ndarray, n: int) -> np.ndarray:

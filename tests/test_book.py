@@ -2,7 +2,9 @@
 
 The module fixture builds the site once (Jupyter Book, warnings as errors) into a temporary folder
 from the stored notebooks, which are executed on the smoke profile and validated by nbval
-(``make test``). Set ``IGKD_TEST_BOOK_EXECUTE=1`` to re-execute every page with papermill first.
+(``make test``). Set ``IGKD_TEST_BOOK_EXECUTE=1`` to re-execute every page with papermill first, or
+``IGKD_TEST_SITE=_build/html`` to check a site already built. The browser check of every page saves
+full-page screenshots beside the site's html folder, in ``screenshots/``.
 """
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ _ERROR = re.compile(r"Traceback \(most recent call last\)|class=\"[^\"]*\b(trace
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    """The built site's html folder (built once per test module)."""
+    """The built site's html folder (built once per test module; ``IGKD_TEST_SITE`` names an already built one,
+    e.g. ``_build/html`` after ``make book``)."""
+    if os.environ.get("IGKD_TEST_SITE"):
+        return Path(os.environ["IGKD_TEST_SITE"]).resolve()
     site_root = tmp_path_factory.mktemp("site")
     if os.environ.get("IGKD_TEST_BOOK_EXECUTE") == "1":
         index = book.build("smoke", site_root=site_root, progress=False).index
@@ -48,15 +53,24 @@ def test_execute_rejects_a_missing_chapter(tmp_path):
         book.execute_chapters("smoke", tmp_path, chapters=["notebooks/99_missing.ipynb"], progress=False)
 
 
-def test_chapter_3_executes_after_the_ablations_it_reads_and_cycles_are_refused(tmp_path):
-    order = book.execution_order(book.chapters_from_toc())
-    names = [p.name[:2] for p in order]
-    assert names.index("05") < names.index("03") and names.index("01") < names.index("02") < names.index("04")
-    assert sorted(order) == sorted(book.chapters_from_toc())  # every page once
-    for name, first in (("a", "b"), ("b", "a")):
-        nbformat.write(new_notebook(metadata={"igkd": {"execute_after": [f"{first}.ipynb"]}}), tmp_path / f"{name}.ipynb")
-    with pytest.raises(ValueError, match="execute_after: .* is a cycle"):
-        book.execution_order([Path("a.ipynb"), Path("b.ipynb")], tmp_path)
+def test_no_page_waits_for_another_and_the_injected_parameters_are_hidden(tmp_path):
+    """Issue 15: chapter 3 runs in reading order (it reads whatever runs exist); papermill's injected cell is
+    tagged remove-cell when staged, so the page does not show it."""
+    for page in book.chapters_from_toc():
+        assert "execute_after" not in nbformat.read(ROOT / page, as_version=4).metadata.get("igkd", {}), page
+    from nbformat.v4 import new_output
+
+    injected = new_code_cell('profile = "quick"')
+    injected.metadata["tags"] = ["injected-parameters"]
+    split = new_code_cell("print(1)", outputs=[new_output("stream", name="stdout", text="a line"),
+                                               new_output("stream", name="stdout", text="\n"),
+                                               new_output("display_data", data={"text/plain": "x"}),
+                                               new_output("stream", name="stdout", text="under\n")])
+    nbformat.write(new_notebook(cells=[injected, split]), tmp_path / "in.ipynb")
+    book._copy_without_plumbing(tmp_path / "in.ipynb", tmp_path / "out.ipynb")
+    cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+    assert cells[0].metadata["tags"] == ["injected-parameters", "remove-cell"] and "tags" not in cells[1].metadata
+    assert [o.get("text") for o in cells[1].outputs] == ["a line\n", None, "under\n"]  # joined, order kept
 
 
 def _tiny_notebook(path: Path) -> None:
@@ -165,3 +179,115 @@ def test_overlay_sliders_work_in_the_static_site(site):
     report = check_view(page, ".igkd-overlay", screenshot)
     _assert_view_behaves(report)
     assert screenshot.is_file()
+
+
+# --------------------------------------------------------------------------- the pages as a reader sees them
+READER_WIDTH = 1280
+# Run in the page: what a reader at READER_WIDTH px would find wrong (issue 15). Scrollable tables are
+# allowed to be wider than the column; anything else that is wider, or scrolls/clips, is reported.
+_READER_CHECK = r"""() => {
+  const article = document.querySelector('article.bd-article');
+  const column = article.getBoundingClientRect();
+  const problems = [];
+  const name = el => el.tagName.toLowerCase() + ' "' + ((el.innerText || el.getAttribute('alt') || el.textContent || '')
+      .trim().replace(/\s+/g, ' ').slice(0, 70)) + '"';
+  const visible = el => el.offsetParent !== null || el.getClientRects().length > 0;
+  const scrolls = el => ['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(el).overflowX);
+  const tableScroller = el => scrolls(el) && el.querySelector('table') !== null;
+  const inScroller = (el, top) => { for (let a = el.parentElement; a && a !== top; a = a.parentElement) {
+      if (scrolls(a)) return true; } return false; };
+  const blocks = Array.from(article.querySelectorAll('.cell_output, div.math'));
+  for (const block of blocks) {
+    for (const el of [block, ...block.querySelectorAll('*')]) {
+      if (!visible(el) || ['script', 'style'].includes(el.tagName.toLowerCase())) continue;
+      if (el.closest('mjx-assistive-mml')) continue;  // MathJax's screen-reader copy, clipped on purpose
+      const r = el.getBoundingClientRect();
+      if (r.width === 0) continue;
+      if (!inScroller(el, block) && (r.right > column.right + 1 || r.left < column.left - 1))
+        problems.push('wider than the column (' + Math.round(r.width) + ' px > ' + Math.round(column.width) + ' px): ' + name(el));
+      if (scrolls(el) && el.scrollWidth > el.clientWidth + 1 && !tableScroller(el))
+        problems.push('clipped (' + el.scrollWidth + ' px in ' + el.clientWidth + ' px): ' + name(el));
+    }
+  }
+  const images = Array.from(article.querySelectorAll('.cell_output img'));
+  for (const img of images) {
+    const r = img.getBoundingClientRect();
+    if (r.width < 0.6 * column.width)
+      problems.push('figure ' + Math.round(r.width) + ' px wide, under 60 % of the ' + Math.round(column.width) + ' px column: ' + img.getAttribute('src'));
+    const alt = (img.getAttribute('alt') || '').trim();
+    if (alt.length < 10 || /\.(png|jpe?g|svg)$/i.test(alt)) problems.push('figure without alt text: ' + img.getAttribute('src'));
+    const figure = img.closest('figure');
+    const caption = figure && figure.querySelector('figcaption');
+    if (!caption || caption.innerText.trim().length < 10) problems.push('figure without a caption: ' + img.getAttribute('src'));
+  }
+  for (const el of article.querySelectorAll('.cell_output .stderr, .cell_output .output.traceback'))
+    if (visible(el)) problems.push('stderr/traceback output: ' + name(el));
+  for (const cell of article.querySelectorAll('.cell'))
+    if (visible(cell) && /NBVAL|papermill|injected-parameters/i.test(cell.innerText)) problems.push('plumbing text visible: ' + name(cell));
+  if (/np\.float(32|64)\(/.test(article.innerText)) problems.push('a numpy scalar repr (np.float64(...)) is shown');
+  return {problems: problems, column: column.width, images: images.length};
+}"""
+
+
+# True once MathJax has typeset every formula of the page (or the page has none).
+_MATH_TYPESET = """() => { const math = document.querySelectorAll('article .math').length;
+  return math === 0 || (window.MathJax !== undefined && MathJax.startup !== undefined
+    && document.querySelectorAll('article mjx-container').length >= math); }"""
+
+
+def read_pages(site: Path, pages: list[str], screenshots: Path | None = None) -> dict:
+    """{page: report} for every built ``page`` (html path relative to ``site``) at READER_WIDTH px.
+
+    Saves a full-page screenshot of each page under ``screenshots`` when given.
+    """
+    from test_views_browser import _page
+
+    reports = {}
+    with _page(READER_WIDTH, 900) as (tab, _):
+        for page in pages:
+            tab.goto((site / page).resolve().as_uri())
+            tab.wait_for_load_state("load")
+            tab.wait_for_function(_MATH_TYPESET)
+            tab.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+            reports[page] = tab.evaluate(_READER_CHECK)
+            if screenshots is not None:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                tab.screenshot(path=str(screenshots / (page.replace("/", "__").replace(".html", ".png"))), full_page=True)
+    return reports
+
+
+HTML_PAGES = ["index.html"] + [f + ".html" for f in book._toc_files(TOC)]
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_every_page_reads_well_at_1280px(site):
+    """Issue 15: nothing wider than the column, figures >= 60 % of it with caption and alt text, no stderr,
+    no plumbing. Full-page screenshots are kept in the build output (``_build/screenshots``)."""
+    from test_views_browser import _require_browser
+
+    _require_browser()
+    reports = read_pages(site, HTML_PAGES, site.parent / "screenshots")
+    problems = [f"{page}: {p}" for page, report in reports.items() for p in report["problems"]]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_plumbing_is_tagged_not_written_on_the_page(page):
+    """Issue 15: nbval's markers are cell tags (which nbval honours), the Colab cell is removed from the page,
+    the parameters cell is folded away, and every figure cell carries a caption and alt text."""
+    from nbval.plugin import find_metadata_tags
+
+    assert dict(find_metadata_tags({"tags": ["nbval-ignore-output"]})) == {"check": False}
+    nb = nbformat.read(ROOT / page, as_version=4)
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        tags = cell.metadata.get("tags", [])
+        assert "NBVAL" not in cell.source, f"{page}: an NBVAL comment; use the nbval-ignore-output tag"
+        if cell.source.startswith("# On Colab"):
+            assert "remove-cell" in tags, f"{page}: the Colab install cell must be tagged remove-cell"
+        if "parameters" in tags:
+            assert "hide-cell" in tags, f"{page}: the parameters cell must be tagged hide-cell"
+        if "figure_note(" in cell.source and ", figure_note" not in cell.source:
+            figure = cell.metadata.get("mystnb", {})
+            assert figure.get("figure", {}).get("caption") and len(figure.get("image", {}).get("alt", "")) > 20, \
+                f"{page}: a figure cell needs mystnb.figure.caption and mystnb.image.alt"

@@ -153,10 +153,17 @@ def test_save_results_writes_csv_and_provenance(small_sweep, tmp_path):
 def test_plots_and_paper_table(small_sweep):
     import matplotlib
     matplotlib.use("Agg")
+    import pandas as pd
+
     from igkd_lib.plots import latency as plots
 
     figure = plots.plot_sweep(small_sweep, caption="test")
     assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in figure.axes)
+    frame = pd.DataFrame({"model": ["teacher", "teacher", "student", "student"], "status": "ok",
+                          "variant": ["eager", "onnxruntime"] * 2, "median_ms": [8.0, 2.7, 5.5, 1.9],
+                          "q1_ms": [7.9, 2.6, 5.4, 1.8], "q3_ms": [8.1, 2.8, 5.6, 2.0]})
+    bars = plots.plot_variants(frame)  # issue 15: one latency axis, so the ONNX teacher is read against the student
+    assert bars.axes[0].get_ylim() == bars.axes[1].get_ylim()
     cold = latency.cold_forward(models.teacher(), models.student(5))
     table = plots.paper_comparison(small_sweep, cold, cut=5)
     assert table.iloc[0]["teacher_ms"] == 140.0 and "device" in table

@@ -38,6 +38,8 @@ def test_grid_heatmap_cells_and_knob_plot():
     fig = results.grid_heatmap(runs.query("method == 'kd'"), "temperature", "alpha")
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert len(texts) == 4 and all("(n=3)" in t for t in texts)
+    low, high = fig.axes[0].collections[0].get_clim()
+    assert high - low >= results.MIN_SPAN  # the colour scale does not stretch a 1-point spread over all colours
     plt.close(fig)
     fig = results.knob_plot(runs.query("method == 'kd'"), "alpha")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.01", "0.1"]
@@ -88,3 +90,43 @@ def test_teacher_training_plot_draws_every_epoch_and_each_image_size():
         assert "info.log" in str(error)
     else:
         raise AssertionError("an empty log must be refused")
+
+
+def _legend_texts(ax) -> list[str]:
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend else []
+
+
+def test_one_seed_plot_claims_no_interval_and_does_not_magnify_noise():
+    """Issue 15: with one seed per group no '± 95% CI' legend, a note instead, and an axis of >= MIN_SPAN points."""
+    one = _runs().query("seed == 0").assign(final_acc=[31.2, 31.9, 31.5])
+    fig = results.accuracy_plot(one)
+    ax = fig.axes[0]
+    assert not any("CI" in t for t in _legend_texts(ax))
+    assert any("one seed" in t.get_text() for t in ax.texts)
+    low, high = ax.get_ylim()
+    assert high - low >= results.MIN_SPAN and low <= 31.2 and high >= 31.9
+    plt.close(fig)
+    fig = results.accuracy_plot(_runs())  # three seeds: the interval is drawn and named
+    assert any("95% CI" in t for t in _legend_texts(fig.axes[0]))
+    assert not any("one seed" in t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)
+
+
+def test_figures_are_drawn_at_the_column_width():
+    from igkd_lib.plots import WIDTH
+
+    runs = _runs()
+    curves = pd.DataFrame({"method": "kd", "seed": 0, "epoch": [1, 2, 3], "test_acc": [20.0, 30.0, 35.0]})
+    for fig in (results.accuracy_plot(runs), results.knob_plot(runs, "p"), results.learning_curves_plot(curves),
+                results.grid_heatmap(runs, "temperature", "alpha")):
+        assert fig.get_figwidth() == WIDTH
+        plt.close(fig)
+
+
+def test_learning_curves_of_one_epoch_say_they_are_not_curves():
+    curves = pd.DataFrame({"method": ["kd", "kd_ig"], "seed": 0, "epoch": [1, 1], "test_acc": [10.0, 10.0]})
+    fig = results.learning_curves_plot(curves)
+    assert any("not a curve" in t.get_text() for t in fig.axes[0].texts)
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    plt.close(fig)

@@ -91,10 +91,42 @@ def test_results_are_averaged_per_setting():
     results = pd.DataFrame({"p": [0.1, 0.1, 0.5], "blend": [0.5, 0.5, 0.25],
                             "final_accuracy": [0.70, 0.74, 0.60], "profile": "quick", "seed": [0, 1, 0]})
     rows = views.overlay_explorer(images, maps, results=results).results
-    assert rows[0] == {"p": 0.1, "blend": 0.5, "accuracy": pytest.approx(72.0), "runs": 2, "profile": "quick"}
+    assert rows[0] == {"p": 0.1, "blend": 0.5, "accuracy": pytest.approx(72.0), "runs": 2, "profile": "quick",
+                       "source": ""}
     assert rows[1]["runs"] == 1 and rows[1]["accuracy"] == pytest.approx(60.0)
     percent = views.overlay_explorer(images, maps, results=results.assign(final_accuracy=[70.0, 74.0, 60.0]))
     assert percent.results == rows and '"runs":2' in percent.html()
+
+
+def test_a_run_shared_by_two_sweeps_counts_once_and_committed_runs_come_first():
+    images, maps = _inputs()
+    cached = pd.DataFrame({"p": [0.1, 0.5, 0.1], "blend": [0.5, 0.5, 0.5], "final_acc": [40.0, 30.0, 40.0],
+                           "profile": "quick", "source": "this build", "run_key": ["a", "b", "a"]})
+    committed = pd.DataFrame({"p": [0.1], "blend": [0.5], "final_acc": [90.0], "profile": "paper",
+                              "source": "committed", "run_key": [None]})
+    rows = views.overlay_explorer(images, maps, results=pd.concat([committed, cached])).results
+    assert [(r["source"], r["p"], r["runs"]) for r in rows] == [("committed", 0.1, 1), ("this build", 0.1, 1),
+                                                                 ("this build", 0.5, 1)]
+    assert rows[1]["accuracy"] == pytest.approx(40.0)
+
+
+def test_measured_results_reads_committed_paper_runs_first(tmp_path, monkeypatch):
+    from igkd_lib import experiments
+    from igkd_lib.config import make_config
+
+    cached = pd.DataFrame({"method": "kd_ig", "p": [0.1], "blend": [0.5], "final_acc": [41.0], "profile": "smoke",
+                           "run_key": ["k"]})
+    monkeypatch.setattr(experiments, "overlay_results", lambda config: cached)
+    config = make_config("smoke")
+    assert views.measured_results(config, tmp_path)["source"].tolist() == ["this build"]  # no runs.csv: cache only
+    monkeypatch.setattr(experiments, "overlay_results", lambda config: cached.iloc[:0])
+    assert views.measured_results(config, tmp_path) is None
+    (tmp_path / "paper").mkdir()
+    pd.DataFrame({"method": ["kd_ig", "kd_ig", "kd"], "p": [0.1, 0.1, 0.0], "blend": [0.5, 0.5, 0.5],
+                  "temperature": [2.5, 5.0, 2.5], "final_acc": [92.0, 91.0, 90.0],
+                  "run_key": ["x", "y", "z"]}).to_csv(tmp_path / "paper" / "runs.csv", index=False)
+    measured = views.measured_results(config, tmp_path)
+    assert measured[["source", "profile", "final_acc"]].values.tolist() == [["committed", "paper", 92.0]]
 
 
 @pytest.mark.parametrize("change, field", [

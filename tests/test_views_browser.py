@@ -7,7 +7,8 @@ CSS selector for the view's root, so the same checks run on the book's built cha
 
 ``IGKD_VIEW_SELECTOR`` (default ``.igkd-overlay``) picks the view; ``IGKD_VIEW_SCREENSHOT`` is where
 the screenshot of the view at the paper's setting goes (default: pytest's tmp folder).
-Without ``/usr/bin/chromium`` the tests skip, except under ``CI`` where they fail.
+Without ``/usr/bin/chromium`` the tests skip, except under ``CI`` or ``IGKD_REQUIRE_BROWSER=1`` (set by
+``make test``, which installs chromium first) where they fail.
 """
 from __future__ import annotations
 
@@ -40,15 +41,17 @@ def _require_browser() -> None:
             import playwright.sync_api  # noqa: F401
         except ImportError:
             problem = "the playwright Python package is missing (pip install playwright)"
-    if problem and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"browser tests must run under CI: {problem}")
+    required = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CI", "IGKD_REQUIRE_BROWSER"))
+    if problem and required:
+        pytest.fail(f"browser tests must run under CI and make test: {problem}")
     if problem:
         pytest.skip(f"no browser: {problem}")
 
 
 @contextmanager
-def _page():
-    """A fresh headless Chromium page; yields (page, blocked) where blocked lists refused URLs."""
+def _page(width: int = 900, height: int = 900):
+    """A fresh headless Chromium page (viewport ``width`` x ``height`` px); yields (page, blocked) where
+    blocked lists refused URLs."""
     from playwright.sync_api import sync_playwright
 
     blocked: list[str] = []
@@ -63,7 +66,7 @@ def _page():
 
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as driver:
         context = driver.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
-                                                            args=ARGS, viewport={"width": 900, "height": 900})
+                                                            args=ARGS, viewport={"width": width, "height": height})
         try:
             context.route("**/*", route)
             context.on("websocket", lambda ws: blocked.append(ws.url))
@@ -192,7 +195,7 @@ def test_view_reports_fraction_and_measured_accuracy(synthetic_report):
     explorer, report, shot = synthetic_report
     count = int(explorer.overlaid(views.PAPER_P).sum())
     assert f"Overlaid: {count} of 16 images" in report["summary"]
-    assert "71.00% (mean of 2 runs, profile quick)" in report["summary"]
+    assert "71.00% (mean of 2 distinct runs, profile quick)" in report["summary"]
     assert shot.is_file() and shot.stat().st_size > 1000
 
 
@@ -203,6 +206,36 @@ def test_blocked_requests_are_counted(tmp_path):
     page.write_text(page.read_text().replace("<body>", '<body><img src="http://example.invalid/x.png">'))
     report = check_view(page)
     assert report["blocked"] == ["http://example.invalid/x.png"]
+
+
+def _measured_text(explorer: views.OverlayExplorer, tmp_path: Path, settings) -> list[str]:
+    """The measured-accuracy line of the saved ``explorer`` at each (p, w) of ``settings``."""
+    page = explorer.save(tmp_path / "explorer.html")
+    with _page() as (tab, _):
+        tab.goto(page.resolve().as_uri())
+        root = tab.locator(".igkd-overlay").first
+        tab.wait_for_function("(r) => r.getAttribute('data-ready') === 'true'", arg=root.element_handle())
+        texts = []
+        for p, w in settings:
+            root.evaluate(_SET, ["p", p])
+            root.evaluate(_SET, ["blend", w])
+            texts.append(root.locator(".igkd-measured").inner_text())
+        return texts
+
+
+def test_no_overlay_is_never_paired_with_an_overlay_run_and_no_runs_is_said(tmp_path):
+    _require_browser()
+    import pandas as pd
+
+    images, maps = _synthetic(4)
+    results = pd.DataFrame({"p": [0.1, 0.0], "blend": [0.05, 0.5], "accuracy": [70.0, 60.0], "profile": "quick"})
+    at_w0, at_p0, on = _measured_text(views.overlay_explorer(images, maps, results=results), tmp_path,
+                                      [(0.1, 0.0), (0.0, 0.0), (0.1, 0.1)])
+    assert "(p = 0, w = 0.5): 60.00%" in at_w0 and "(p = 0, w = 0.5)" in at_p0, "w = 0 must pair with the p = 0 run"
+    assert "(p = 0.1, w = 0.05): 70.00%" in on
+    only_overlay = views.overlay_explorer(images, maps, results=results.iloc[:1])
+    assert _measured_text(only_overlay, tmp_path, [(0.1, 0.0)]) == ["No run without overlay was measured."]
+    assert "No finished runs to show" in _measured_text(views.overlay_explorer(images, maps), tmp_path, [(0.1, 0.5)])[0]
 
 
 @pytest.mark.skipif(not os.environ.get("IGKD_VIEW_PAGE"), reason="set IGKD_VIEW_PAGE to check a built book page")

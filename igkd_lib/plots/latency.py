@@ -8,10 +8,12 @@ beside what we measured, each row labelled by device and method.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullLocator
 import numpy as np
 import pandas as pd
 
 from ..bench.latency import PAPER, student_teacher_ratio
+from . import FONT, WIDTH
 
 __all__ = ["plot_sweep", "plot_throughput", "plot_variants", "paper_comparison"]
 
@@ -24,50 +26,59 @@ def _errors(rows: pd.DataFrame) -> np.ndarray:
 def _label(ax, rows: pd.DataFrame, column: str) -> None:
     for _, row in rows.iterrows():
         text = "teacher" if row.model == "teacher" else f"cut {int(row.cut)}"
-        ax.annotate(text, (row[column], row.median_ms), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(text, (row[column], row.median_ms), textcoords="offset points", xytext=(4, 4), fontsize=FONT)
 
 
 def plot_sweep(table: pd.DataFrame, batch_size: int = 1, caption: str = "") -> plt.Figure:
     """Median latency (ms per batch, IQR bars) at ``batch_size`` against parameters and against MACs."""
     rows = table[table.batch_size == batch_size].sort_values("parameters")
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    figure, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.6), sharey=True)
     for ax, column, name in zip(axes, ("parameters", "macs"), ("parameters", "MACs per image")):
         ax.errorbar(rows[column], rows.median_ms, yerr=_errors(rows), fmt="o-", capsize=3)
         teacher = rows[rows.model == "teacher"]
         ax.plot(teacher[column], teacher.median_ms, "s", color="C3", markersize=9, label="teacher")
         _label(ax, rows, column)
-        ax.set(xscale="log", yscale="log", xlabel=name, title=f"latency vs {name}, batch {batch_size}")
+        ax.set(xscale="log", yscale="log", xlabel=name, title=f"against {name}, batch {batch_size}")
     axes[0].set_ylabel("median latency (ms)")
     axes[0].legend(loc="upper left")
-    figure.suptitle(caption, fontsize=8)
+    if caption:
+        figure.suptitle(caption, fontsize=FONT + 1)
     figure.tight_layout()
     return figure
 
 
 def plot_throughput(table: pd.DataFrame, caption: str = "") -> plt.Figure:
     """Throughput (images/s) against batch size, one line per model."""
-    figure, ax = plt.subplots(figsize=(6, 3.8))
+    figure, ax = plt.subplots(figsize=(WIDTH, 3.8))
     for model, rows in table.groupby("model", sort=False):
         rows = rows.sort_values("batch_size")
         ax.plot(rows.batch_size, rows.throughput, "o-", label=model, lw=2.5 if model == "teacher" else 1.2)
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s", title="throughput")
-    ax.legend(fontsize=7, ncol=2)
-    figure.suptitle(caption, fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set(yscale="log", xlabel="batch size", ylabel="images / s", title="throughput")
+    sizes = sorted(table.batch_size.unique())
+    ax.set_xticks(sizes, [str(int(b)) for b in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.legend(fontsize=FONT, ncol=2)
+    if caption:
+        figure.suptitle(caption, fontsize=FONT + 1)
     figure.tight_layout()
     return figure
 
 
 def plot_variants(table: pd.DataFrame, caption: str = "") -> plt.Figure:
-    """Median latency of each available deployment variant (bars) with IQR error bars, per model."""
+    """Median latency of each available deployment variant (bars) with IQR error bars, one panel per model
+    on a shared latency axis, so a variant of one model can be read against the other model's."""
     rows = table[table.status == "ok"]
     models_ = list(dict.fromkeys(rows.model))
-    figure, axes = plt.subplots(1, len(models_), figsize=(5 * len(models_), 3.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(models_), figsize=(WIDTH, 3.8), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models_):
         part = rows[rows.model == model]
         ax.bar(part.variant, part.median_ms, yerr=_errors(part), capsize=4, color="C0")
-        ax.set(title=model, ylabel="median latency (ms), batch 1")
-        ax.tick_params(axis="x", rotation=35, labelsize=8)
-    figure.suptitle(caption, fontsize=8)
+        ax.set(title=model)
+        ax.tick_params(axis="x", rotation=35, labelsize=FONT)
+    axes[0, 0].set_ylabel("median latency (ms), batch 1")
+    if caption:
+        figure.suptitle(caption, fontsize=FONT + 1)
     figure.tight_layout()
     return figure
 

@@ -1,7 +1,7 @@
 """Figures of the attribution chapters: map galleries, value histogram, convergence, baselines, alignment.
 
 Every function takes tensors (or a table) and returns a matplotlib Figure; the chapter adds the
-provenance caption and calls ``plt.show()``. See chapters 1 and 2.
+caption and the provenance line and calls ``plt.show()``. See chapters 1 and 2.
 """
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from . import FONT, WIDTH
 
 __all__ = ["gallery", "value_histogram", "convergence", "baseline_comparison", "alignment_fault"]
 
@@ -29,17 +31,19 @@ def _show_map(ax, image: np.ndarray, heat: torch.Tensor, overlay: bool) -> None:
 def gallery(images: torch.Tensor, maps: torch.Tensor, titles=None, overlay: bool = True, title: str = "") -> Figure:
     """Images (N, 3, H, W) above their maps (N, H, W) (over a grey copy of the image if ``overlay``)."""
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 2.9), squeeze=False)
+    cell = min(WIDTH / n, 1.6)
+    fig, axes = plt.subplots(2, n, figsize=(WIDTH, 2 * cell + 0.6), squeeze=False)
     pixels = _pixels(images)
     for i in range(n):
         axes[0, i].imshow(pixels[i])
         axes[0, i].set_xticks([]), axes[0, i].set_yticks([])
         if titles is not None:
-            axes[0, i].set_title(str(titles[i]), fontsize=8)
+            axes[0, i].set_title(str(titles[i]), fontsize=FONT)
         _show_map(axes[1, i], pixels[i], maps[i], overlay)
-    axes[0, 0].set_ylabel("image", fontsize=8)
-    axes[1, 0].set_ylabel("IG map", fontsize=8)
-    fig.suptitle(title, fontsize=8)
+    axes[0, 0].set_ylabel("image", fontsize=FONT)
+    axes[1, 0].set_ylabel("IG map", fontsize=FONT)
+    if title:
+        fig.suptitle(title, fontsize=FONT + 1)
     fig.tight_layout()
     return fig
 
@@ -47,12 +51,13 @@ def gallery(images: torch.Tensor, maps: torch.Tensor, titles=None, overlay: bool
 def value_histogram(maps: torch.Tensor, bins: int = 60, title: str = "") -> Figure:
     """Distribution of map values (all pixels of all maps (N, H, W)), log count axis."""
     values = maps.float().flatten().cpu().numpy()
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     ax.hist(values, bins=bins, color="tab:orange")
     ax.set_yscale("log")
     ax.set_xlabel("map value (Σ over channels of |attribution|)")
     ax.set_ylabel("pixels")
-    ax.set_title(title, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=FONT + 1)
     fig.tight_layout()
     return fig
 
@@ -62,15 +67,16 @@ def convergence(table, title: str = "") -> Figure:
 
     ``table``: the DataFrame of :func:`igkd_lib.attribution.completeness_table`.
     """
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for method, part in table.groupby("method", sort=False):
         ax.plot(part["n_steps"], part["relative_gap"].clip(lower=1e-9), marker="o", label=method)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("interpolation points (n_steps)")
     ax.set_ylabel("|Σ attr − (F(x) − F(x′))| / |F(x) − F(x′)|")
-    ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=FONT)
+    if title:
+        ax.set_title(title, fontsize=FONT + 1)
     fig.tight_layout()
     return fig
 
@@ -78,7 +84,9 @@ def convergence(table, title: str = "") -> Figure:
 def baseline_comparison(images: torch.Tensor, maps_by_baseline: dict, title: str = "") -> Figure:
     """Rows: the images, then one row of maps (N, H, W) per baseline name."""
     n, names = len(images), list(maps_by_baseline)
-    fig, axes = plt.subplots(1 + len(names), n, figsize=(1.3 * n, 1.35 * (1 + len(names))), squeeze=False)
+    cell = min((WIDTH - 0.8) / n, 1.6)
+    fig, axes = plt.subplots(1 + len(names), n, figsize=(cell * n + 0.8, cell * (1 + len(names)) + 0.4),
+                             squeeze=False)
     pixels = _pixels(images)
     for i in range(n):
         axes[0, i].imshow(pixels[i])
@@ -86,8 +94,9 @@ def baseline_comparison(images: torch.Tensor, maps_by_baseline: dict, title: str
         for r, name in enumerate(names, start=1):
             _show_map(axes[r, i], pixels[i], maps_by_baseline[name][i], overlay=False)
     for r, name in enumerate(["image"] + names):
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle(title, fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=FONT)
+    if title:
+        fig.suptitle(title, fontsize=FONT + 1)
     fig.tight_layout()
     return fig
 

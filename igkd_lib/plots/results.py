@@ -2,7 +2,9 @@
 curves, soft targets at several temperatures, the T x alpha heatmap, and one-knob ablations.
 
 Every function takes a tidy table (``experiments.run_grid`` / ``learning_curves``) and returns a
-matplotlib Figure; the caller adds the provenance caption (``notebook.caption``) as ``title``.
+matplotlib Figure. ``title`` says what is shown; the provenance goes in the caption line under the figure
+(``notebook.figure_note``). A group of one seed is drawn as a point with no interval, and the accuracy
+axis spans at least ``MIN_SPAN`` percentage points, so single-seed noise does not fill the plot.
 """
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 import torch
 
 from ..stats import METHOD_ORDER, summarise
 from ..teacher import SHIPPED_TARGET
+from . import FONT, WIDTH
 
 __all__ = ["teacher_training_plot", "accuracy_plot", "learning_curves_plot", "soft_targets_plot", "grid_heatmap", "knob_plot"]
 
+MIN_SPAN = 10.0  # percentage points: the least an accuracy axis spans
 _LABELS = {"baseline": "student alone", "kd": "KD", "ig": "IG overlay", "kd_ig": "KD + IG"}
 
 
@@ -25,14 +30,33 @@ def _order(values) -> list:
     return [m for m in METHOD_ORDER if m in present] + [m for m in present if m not in METHOD_ORDER]
 
 
-def _mean_ci(ax, summary: pd.DataFrame, positions: dict, column: str, color="black", label="mean ± 95% CI (t)"):
-    """Draw each group's mean with its t-interval (a point alone when n = 1)."""
-    for i, row in enumerate(summary.itertuples(index=False)):
-        x = positions[getattr(row, column)]
-        low, high = row.ci_low, row.ci_high
-        err = None if np.isnan(low) else [[row.mean - low], [high - row.mean]]
-        ax.errorbar(x + 0.25, row.mean, yerr=err, fmt="D", color=color, capsize=4, ms=6,
-                    label=label if i == 0 else None, zorder=5)
+def _mean_ci(ax, summary: pd.DataFrame, positions: dict, column: str, color="black") -> None:
+    """Draw each group's mean with its t-interval; groups of one seed get no marker (their point is the
+    value) and the legend names the interval only when one is drawn."""
+    labelled = False
+    for row in summary.itertuples(index=False):
+        if np.isnan(row.ci_low):
+            continue
+        err = [[row.mean - row.ci_low], [row.ci_high - row.mean]]
+        ax.errorbar(positions[getattr(row, column)] + 0.25, row.mean, yerr=err, fmt="D", color=color, capsize=4,
+                    ms=6, label=None if labelled else "mean ± 95% CI (t)", zorder=5)
+        labelled = True
+
+
+def _span_at_least(ax, values, span: float = MIN_SPAN, low: float = 0.0, high: float = 100.0) -> None:
+    """Widen the y axis to at least ``span`` (centred on ``values``, kept inside [low, high])."""
+    bottom, top = ax.get_ylim()
+    lo, hi = min(bottom, float(np.nanmin(values))), max(top, float(np.nanmax(values)))
+    if hi - lo < span:
+        middle = (lo + hi) / 2
+        lo, hi = middle - span / 2, middle + span / 2
+        lo, hi = (low, low + span) if lo < low else ((high - span, high) if hi > high else (lo, hi))
+    ax.set_ylim(lo, hi)
+
+
+def _seed_note(runs: pd.DataFrame, by: str) -> str:
+    """'n = 1 seed per group: no interval' when no group has two seeds, else ''."""
+    return "" if runs.groupby(by).size().max() > 1 else "one seed per group: no interval"
 
 
 def _size_bands(log: pd.DataFrame, recipe: dict) -> list[tuple[int, int, str]]:
@@ -60,7 +84,7 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
     log = pd.DataFrame(list(info.log))
     if log.empty:
         raise ValueError("info.log is empty: this teacher's card has no training log to plot")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(WIDTH, 4.2))
     ax_loss.plot(log["epoch"], log["loss"], marker="o", color="tab:gray")
     ax_loss.set_ylabel("training loss")
     ax_acc.plot(log["epoch"], log["train_acc"], marker="o", label="train (augmented, running)")
@@ -75,14 +99,16 @@ def teacher_training_plot(info, title: str = "") -> plt.Figure:
     for (first, last, label), shade in zip(bands, shades):
         for ax in (ax_loss, ax_acc):
             ax.axvspan(first - 0.5, last + 0.5, color=shade, zorder=0)
-        ax_acc.text((first + last) / 2, 3, label, ha="center", va="bottom", fontsize=7,
-                    rotation=90 if last - first < 8 else 0)
+        ax_acc.text((first + last) / 2, 3, label, ha="center", va="bottom", fontsize=FONT,
+                    rotation=90 if last - first < 20 else 0)  # a horizontal label needs ~20 epochs at WIDTH
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
     ax_acc.set_ylim(0, 100)
-    ax_acc.legend(fontsize=8, loc="center right")
-    fig.suptitle(title, fontsize=8, wrap=True)
-    fig.tight_layout()
+    fig.legend(*ax_acc.get_legend_handles_labels(), fontsize=FONT, loc="lower center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))  # below the panels: inside, it hid the stage labels
+    if title:
+        fig.suptitle(title, fontsize=FONT + 1, wrap=True)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig
 
 
@@ -92,7 +118,7 @@ def accuracy_plot(runs: pd.DataFrame, value: str = "final_acc", reference: pd.Da
     mean, source) are drawn as labelled markers beside them."""
     order = _order(runs[x]) if x == "method" else list(dict.fromkeys(runs[x]))
     positions = {m: i for i, m in enumerate(order)}
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(order) + 2), 4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     sns.stripplot(data=runs, x=x, y=value, order=order, ax=ax, size=6, alpha=0.7, jitter=0.12, color="tab:blue",
                   label=None)
     _mean_ci(ax, summarise(runs, by=[x], value=value), positions, x)
@@ -104,21 +130,39 @@ def accuracy_plot(runs: pd.DataFrame, value: str = "final_acc", reference: pd.Da
     ax.set_xticks(range(len(order)), [_LABELS.get(m, str(m)) for m in order])
     ax.set_xlabel(x)
     ax.set_ylabel(f"test accuracy (%), {'final epoch' if value == 'final_acc' else 'best epoch'}")
-    ax.legend(fontsize=8, loc="best")
-    ax.set_title(title, fontsize=8, wrap=True)
+    _span_at_least(ax, runs[value])
+    note = _seed_note(runs, x)
+    if note:
+        ax.text(0.99, 0.02, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=FONT, color="0.3")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=FONT, loc="best")
+    if title:
+        ax.set_title(title, fontsize=FONT + 1, wrap=True)
     fig.tight_layout()
     return fig
 
 
 def learning_curves_plot(curves: pd.DataFrame, value: str = "test_acc", title: str = "") -> plt.Figure:
-    """Test accuracy (or ``value``) per epoch, one line per method (mean over seeds, band = range)."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    """Test accuracy (or ``value``) per epoch, one line per method (mean over seeds, band = range of the
+    seeds; no band with one seed)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     order = _order(curves["method"])
     sns.lineplot(data=curves, x="epoch", y=value, hue="method", hue_order=order, errorbar=("pi", 100),
                  marker="o", ax=ax)
     ax.set_xlabel("epoch")
+    epochs = curves["epoch"].nunique()
+    if epochs < 10:
+        ax.set_xticks(sorted(curves["epoch"].unique()))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if epochs < 3:  # say so, rather than let two points pass for a curve
+        ax.text(0.99, 0.02, f"{epochs} epoch{'s' if epochs > 1 else ''} per run: not a curve yet", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=FONT, color="0.3")
     ax.set_ylabel(value.replace("_", " ") + (" (%)" if value.endswith("acc") else ""))
-    ax.set_title(title, fontsize=8, wrap=True)
+    if value.endswith("acc"):
+        _span_at_least(ax, curves[value])
+    if title:
+        ax.set_title(title, fontsize=FONT + 1, wrap=True)
     fig.tight_layout()
     return fig
 
@@ -126,15 +170,16 @@ def learning_curves_plot(curves: pd.DataFrame, value: str = "test_acc", title: s
 def soft_targets_plot(logits: torch.Tensor, temperatures, class_names, title: str = "") -> plt.Figure:
     """softmax(logits / T) of one image (logits (C,)) at each temperature, as grouped bars."""
     logits = torch.as_tensor(logits, dtype=torch.float32).reshape(-1)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     width = 0.8 / len(temperatures)
     for i, t in enumerate(temperatures):
         probs = torch.softmax(logits / float(t), dim=0).numpy()
         ax.bar(np.arange(len(probs)) + (i - (len(temperatures) - 1) / 2) * width, probs, width, label=f"T = {t:g}")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_ylabel("probability")
-    ax.legend(fontsize=8, ncol=len(temperatures), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    ax.set_title(title, fontsize=8, wrap=True, pad=24)
+    ax.legend(fontsize=FONT, ncol=len(temperatures), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=FONT + 1, wrap=True, pad=24)
     fig.tight_layout()
     return fig
 
@@ -147,14 +192,19 @@ def grid_heatmap(runs: pd.DataFrame, row: str = "temperature", col: str = "alpha
     notes = summary.assign(text=[f"{m:.2f}" + ("" if np.isnan(s) else f"\n± {s:.2f}") + f"\n(n={n})"
                                  for m, s, n in zip(summary["mean"], summary["sd"], summary["n"])])
     text = notes.pivot(index=row, columns=col, values="text").reindex_like(means)
-    fig, ax = plt.subplots(figsize=(1.6 * means.shape[1] + 2.5, 1.1 * means.shape[0] + 1.8))
-    sns.heatmap(means, annot=text.fillna("").to_numpy(), fmt="", cmap="viridis", ax=ax,
-                cbar_kws={"label": f"mean {value} (%)"})
-    ax.set_title(title, fontsize=8, wrap=True)
+    fig, ax = plt.subplots(figsize=(WIDTH, min(1.0 * means.shape[0] + 1.6, 5.0)))
+    low, high = float(np.nanmin(means.to_numpy())), float(np.nanmax(means.to_numpy()))
+    if high - low < MIN_SPAN:  # a colour scale of at least MIN_SPAN points: noise does not get the full range
+        low, high = (low + high) / 2 - MIN_SPAN / 2, (low + high) / 2 + MIN_SPAN / 2
+    sns.heatmap(means, annot=text.fillna("").to_numpy(), fmt="", cmap="viridis", ax=ax, vmin=low, vmax=high,
+                annot_kws={"fontsize": FONT}, cbar_kws={"label": f"mean {value} (%)"})
+    if title:
+        ax.set_title(title, fontsize=FONT + 1, wrap=True)
     fig.tight_layout()
     return fig
 
 
 def knob_plot(runs: pd.DataFrame, knob: str, value: str = "final_acc", title: str = "") -> plt.Figure:
-    """Accuracy against one knob (p, blend, a control label): every seed's point and mean ± 95% CI."""
+    """Accuracy against one knob (p, blend, a control label): every seed's point and, with two or more
+    seeds, the mean ± 95% CI."""
     return accuracy_plot(runs.assign(**{knob: runs[knob].astype(str)}), value=value, title=title, x=knob)

@@ -11,19 +11,22 @@ from igkd_lib.wide_model import WideStudent, split_states
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def _data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    return Cifar10(images, torch.randint(0, 10, (n,), generator=g), torch.arange(n), "train", "synthetic")
+def _tiny(n_train):
+    """A linear teacher (input-dependent logits at no cost), random train/test images and maps, in the
+    default dtype (the float64 tests build theirs after switching it)."""
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
+    sets = []
+    for n, seed in ((n_train, 0), (8, 1)):
+        g = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+        sets.append(Cifar10(images, torch.randint(0, 10, (n,), generator=g), torch.arange(n), "train", "synthetic"))
+    return teacher, *sets, torch.rand(n_train, 32, 32, generator=torch.Generator().manual_seed(2))
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
-    train, test = _data(40, 0), _data(8, 1)
-    maps = torch.rand(40, 32, 32, generator=torch.Generator().manual_seed(2))
-    return teacher, train, test, maps
+    return _tiny(40)
 
 
 def _config(tmp_path, **kw):
@@ -69,12 +72,8 @@ def _three(config):
     return [wide.Member(config, "baseline", 0), wide.Member(config, "kd", 1), wide.Member(config, "kd_ig", 2)]
 
 
-def _one_step_per_epoch(tiny):
-    teacher, train, test, maps = tiny
-    return teacher, train.subset(torch.arange(16)), test, maps[:16]
-
-
-def test_group_equals_single_runs_step_by_step_float32(tmp_path, tiny):
+@pytest.mark.slow
+def test_group_equals_single_runs_step_by_step_float32(tmp_path):
     """One step per epoch (batch = training set): each epoch's loss is that step's loss; rtol 1e-5.
 
     Float32 weights are compared in float64 below: Adam divides each gradient by its own magnitude, so
@@ -82,7 +81,7 @@ def test_group_equals_single_runs_step_by_step_float32(tmp_path, tiny):
     another BatchNorm, move by rounding noise: the same single run with 1 and 2 CPU threads already
     differs there by ~5e-3 after three steps.
     """
-    small = _one_step_per_epoch(tiny)
+    small = _tiny(16)
     config = _config(tmp_path, student_epochs=3)
     for got, member in zip(_group(_three(config), small), _three(config)):
         expected = _single(member, small)
@@ -91,20 +90,20 @@ def test_group_equals_single_runs_step_by_step_float32(tmp_path, tiny):
                                        rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64):
     """Float64: baseline, kd and kd_ig (seeds 0, 1, 2) after each of three steps: weights, losses, rows."""
-    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
-    small = (teacher, _data(16, 0), _data(8, 1), torch.rand(16, 32, 32, generator=torch.Generator().manual_seed(2)))
+    small = _tiny(16)
     for epochs in (1, 3):
         config = _config(tmp_path, student_epochs=epochs)
         for got, member in zip(_group(_three(config), small), _three(config)):
             _assert_same_run(got, _single(member, small))
 
 
+@pytest.mark.slow
 def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64):
     """Three steps per epoch (the last one short), two epochs; members differ in every per-member knob."""
-    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)).eval()
-    data = (teacher, _data(40, 0), _data(8, 1), torch.rand(40, 32, 32, generator=torch.Generator().manual_seed(2)))
+    data = _tiny(40)
     config = _config(tmp_path)
     members = [wide.Member(config.replace(teacher_logits="cached", temperature=4.0), "kd", 0),
                wide.Member(config.replace(shuffle_maps=True, blend=0.75), "ig", 1),
@@ -169,7 +168,7 @@ def test_members_must_share_the_group_fields(tmp_path, tiny):
 def test_a_non_finite_member_is_named(tmp_path, tiny):
     teacher, train, test, maps = tiny
     bad_maps = maps.clone()
-    bad_maps[:] = float("nan")
+    bad_maps[:, 0, 0] = float("inf")  # normalised: inf / inf = nan in every overlaid image
     config = _config(tmp_path, student_epochs=1, p=1.0)
     members = [wide.Member(config, "baseline", 0), wide.Member(config, "ig", 5)]
     with pytest.raises(NonFiniteLossError, match=r"member 1 \(ig, seed 5\)") as error:

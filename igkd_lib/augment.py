@@ -166,8 +166,12 @@ def draws_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, draws: di
     elif not aligned:
         rows = cols = torch.arange(padding, padding + size, device=x.device).expand(n, size)
     maps = apply_crop_flip(maps.reshape(n, 1, size, size), rows, cols, padding)
-    p, blend = (v.view(-1, 1, 1, 1).to(x.dtype) if isinstance(v, torch.Tensor) else float(v) for v in (p, blend))
-    blended = (1.0 - blend) * x + blend * normalise_maps(maps, draws["exponents"]).to(x.dtype)
+    if isinstance(blend, torch.Tensor):  # 1 - blend in the knobs' own precision, as for a Python number
+        keep, blend = ((1.0 - blend).view(-1, 1, 1, 1).to(x.dtype), blend.view(-1, 1, 1, 1).to(x.dtype))
+    else:
+        keep, blend = 1.0 - float(blend), float(blend)
+    p = p.view(-1, 1, 1, 1).to(x.dtype) if isinstance(p, torch.Tensor) else float(p)
+    blended = keep * x + blend * normalise_maps(maps, draws["exponents"]).to(x.dtype)
     return torch.where(draws["overlay_u"].view(-1, 1, 1, 1) < p, blended, x)
 
 

@@ -75,13 +75,15 @@ def member_losses(logits: torch.Tensor, targets: torch.Tensor, labels: torch.Ten
     """Each member's KD loss (N,) (:func:`igkd_lib.distill.kd_loss`, batch mean) for logits and teacher
     targets (N, B, C), labels (N, B) and the members' ``alpha`` and ``temperature`` (N,)."""
     n, b, c = logits.shape
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float32 under bf16 autocast
+    logits = logits.float()  # float32, as in kd_loss (also under bf16 autocast)
     hard = F.cross_entropy(logits.reshape(n * b, c), labels.reshape(-1), reduction="none").view(n, b).mean(1)
-    t = temperature.view(n, 1, 1)
+    hard_weight = (1.0 - alpha.double()).float().view(n)  # the weights kd_loss's scalars become in float32
+    soft_weight = (alpha.double() * temperature.double() ** 2).float().view(n)
+    t = temperature.float().view(n, 1, 1)
     log_student = F.log_softmax(logits / t, dim=-1)
     log_teacher = F.log_softmax(targets.float() / t, dim=-1)
     soft = (log_teacher.exp() * (log_teacher - log_student)).sum(-1).mean(1)
-    return (1.0 - alpha) * hard + alpha * temperature ** 2 * soft
+    return hard_weight * hard + soft_weight * soft
 
 
 class _Group:
@@ -90,7 +92,7 @@ class _Group:
     def __init__(self, members, configs, teacher, maps, train: Cifar10, device, progress):
         self.members, self.configs, self.device, self.n = members, configs, device, len(members)
         self.config = configs[0]
-        knobs = {name: torch.tensor([float(getattr(c, name)) for c in configs], device=device)
+        knobs = {name: torch.tensor([float(getattr(c, name)) for c in configs], dtype=torch.float64, device=device)
                  for name in ("alpha", "temperature", "blend")}
         self.alpha, self.temperature, self.blend = knobs["alpha"], knobs["temperature"], knobs["blend"]
         self.p = torch.tensor([c.p if uses_maps(c) else 0.0 for c in configs], device=device)

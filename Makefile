@@ -40,7 +40,7 @@ test: setup browser
 	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/ notebooks/ $(NBVAL)
 
 notebooks: setup
-	@for nb in $(NOTEBOOKS) book/results_summary.ipynb; do \
+	@for nb in $(NOTEBOOKS) book/results_summary.ipynb book/findings.ipynb; do \
 		echo "executing $$nb (smoke)"; \
 		$(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
 	done

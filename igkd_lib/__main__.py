@@ -1,3 +1,6 @@
+"""``python -m igkd_lib``: the command line; its exit status is :func:`igkd_lib.cli.main`'s."""
+import sys
+
 from .cli import main
 
-main()
+sys.exit(main())

@@ -22,10 +22,13 @@ import yaml
 
 from .storage import atomic_write_json
 
-__all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execute_chapters", "stage_and_build", "build", "cli"]
+__all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters",
+           "stage_and_build", "build", "cli", "SUMMARY_PAGES"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _SOURCES = ("_config.yml", "_toc.yml", "book")
+# Pages that summarise the chapters' runs (read from the run cache): executed after every other page.
+SUMMARY_PAGES = (Path("book/findings.ipynb"), Path("book/results_summary.ipynb"))
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,13 @@ def chapters_from_toc(root: Path = ROOT) -> list[Path]:
     toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
     files = [toc["root"]] + _toc_files(toc)
     return [Path(f + ".ipynb") for f in files if not (Path(root) / (f + ".md")).exists()]
+
+
+def execution_order(pages: list[Path]) -> list[Path]:
+    """Reading order, except that :data:`SUMMARY_PAGES` run last (the findings page comes right after the
+    introduction but reads the runs of chapters 4, 5 and 7)."""
+    pages = [Path(p) for p in pages]
+    return [p for p in pages if p not in SUMMARY_PAGES] + [p for p in SUMMARY_PAGES if p in pages]
 
 
 def _toc_files(node) -> list[str]:
@@ -109,7 +119,7 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
     """Execute the book's notebooks with papermill (``-p profile <profile>`` plus ``parameters``).
 
     ``chapters``: notebook paths relative to ``root`` (default: every notebook of ``_toc.yml``), run in
-    reading order (no page needs another to have run first).
+    reading order (no chapter needs another to have run first), the summary pages last (:func:`execution_order`).
     Executed copies go to ``out_dir`` (default ``_build/executed/<profile>``) under the same relative
     path; a fresh copy is skipped unless ``force``. Prints each chapter's time and the total.
     """
@@ -118,7 +128,7 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
     params = {"profile": profile, **(parameters or {})}
     library_mtime = _library_mtime()
     runs = []
-    chapters = chapters_from_toc(root) if chapters is None else [Path(c) for c in chapters]
+    chapters = execution_order(chapters_from_toc(root) if chapters is None else [Path(c) for c in chapters])
     for chapter in chapters:
         source, executed = root / chapter, out_dir / chapter
         if not source.exists():

@@ -1,7 +1,11 @@
 """``python -m igkd_lib``: the command line. Every subcommand takes ``--profile`` and ``--set key=value``.
 
 Subcommands hand the one :class:`Config` to a ``cli(config, args)`` function of the module that
-does the work, so the command line and the notebooks run the same code.
+does the work, so the command line and the notebooks run the same code. Every failure the user can
+act on ends with one ``error: ...`` message on stderr and a non-zero exit status, never a traceback:
+2 for a value that is not allowed (:class:`ConfigError`, ``ValueError``), 1 for a run that could not
+be done (data unavailable, teacher weights that do not verify, a loss that became non-finite, a file
+that could not be written), 130 when interrupted.
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ _COMMANDS = {
     "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
     "teacher": ("igkd_lib.teacher", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
+    "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
+    "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
+    "campaign": ("igkd_lib.campaign", "paper-scale runs on a GPU window: --prepare, --budget-s S --out DIR, --ingest DIR"),
 }
 _BENCHES = {
     "ig": ("igkd_lib.bench.ig", "IG engine against captum and the forward+backward floor (points/s)"),
@@ -35,6 +42,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", choices=sorted(PROFILES), help="profile (default: quick)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field by name; repeatable")
+    parser.add_argument("--preset", choices=("official",), default=None,
+                        help="official: replay the official code as a whole (igkd_lib.faults.OFFICIAL_CODE); "
+                             "--set overrides still apply on top")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--ship", action="store_true", help="only ship the latest checkpoint's weights")
             command.add_argument("--from-shipped", action="store_true",
                                  help="start after the stages the shipped weights finished (a machine without the training cache)")
+        if name == "claims":
+            command.add_argument("--source", choices=("official", "paper", "quick"), default="official",
+                                 help="official: the authors' ten-run file (both versions); paper: results/paper/"
+                                      "runs.csv; quick: this cache's finished runs of the profile")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
+        if name == "campaign":
+            from .campaign import add_arguments
+
+            add_arguments(command)
+            command.set_defaults(profile="paper")
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     for name, (_, help_text) in _BENCHES.items():
@@ -63,18 +82,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_failures() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "this run could not be done" (exit 1), as opposed to a bug (traceback)."""
+    from .data import DataUnavailable
+    from .errors import NonFiniteLossError, WeightsError
+
+    return DataUnavailable, WeightsError, NonFiniteLossError, OSError
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the exit status (0: done; 1: the run failed; 2: a bad value; 130: interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
+        if getattr(args, "preset", None) == "official":
+            from .faults import OFFICIAL_CODE
+
+            overrides = {**OFFICIAL_CODE, **overrides}
         config = make_config(args.profile, **overrides)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    module_name = _BENCHES[args.bench][0] if args.command == "bench" else _COMMANDS[args.command][0]
-    module = importlib.import_module(module_name)
-    result = module.cli(config, args)
+        from .notebook import prepare_runtime
+
+        prepare_runtime(config)
+        module_name = _BENCHES[args.bench][0] if args.command == "bench" else _COMMANDS[args.command][0]
+        result = importlib.import_module(module_name).cli(config, args)
+    except ValueError as error:  # ConfigError included: a value that is not allowed
+        return _fail(error, 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except _run_failures() as error:
+        return _fail(error, 1)
     return int(result or 0)
+
+
+def _fail(error: BaseException | str, status: int) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,10 +24,18 @@ IG_TARGETS = ("label", "prediction")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATA_SOURCES = ("auto", "torchvision", "offline")
 MAP_ALIGNMENTS = ("aligned", "official")
-TEACHER_LOGITS = ("online", "cached")
+TEACHER_LOGITS = ("online", "cached", "official")  # official: the official code's fault (igkd_lib.faults)
+MAP_VIEWS = ("clean", "augmented")  # augmented: maps of randomly cropped and flipped views (the official maps)
 TEACHER_SOURCES = ("shipped", "train")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
+# Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
+MAX_TEMPERATURE = 100.0
+MAX_LR = 10.0
+MAX_IG_STEPS = 10_000
+MAX_EXPONENT = 100.0  # map ** s with a larger s flushes every map to zero
+_NOT_OVERRIDABLE = {"profile": "choose it with --profile (command line) or the profile parameter (papermill)"}
+IG_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -79,6 +89,7 @@ class Config:
     ig_baseline: str = "black"
     ig_target: str = "label"
     ig_chunk: int = 256  # interpolation points per forward/backward
+    ig_precision: str = "auto"  # the maps' arithmetic: auto = bf16 autocast on CUDA, fp32 elsewhere
     # distillation and overlay
     temperature: float = 2.5
     alpha: float = 0.01
@@ -87,12 +98,13 @@ class Config:
     exponent_low: float = 1.0
     exponent_high: float = 2.0
     map_alignment: str = "aligned"
+    map_views: str = "clean"
     shuffle_maps: bool = False
     teacher_logits: str = "online"
 
     def replace(self, **overrides: Any) -> "Config":
         """A validated copy with some fields changed (same rules as :func:`make_config`)."""
-        return make_config(self.profile, _base=self, **overrides)
+        return make_config(self.profile, self, **overrides)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -120,7 +132,7 @@ _PAPER = dict(
 PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
 
 
-def make_config(profile: str = "quick", _base: Config | None = None, **overrides: Any) -> Config:
+def make_config(profile: str = "quick", _base: Config | None = None, /, **overrides: Any) -> Config:
     """Build a validated :class:`Config` from a profile name and overrides by field name.
 
     Overrides may be given as strings (from the CLI or papermill); they are converted to the
@@ -128,6 +140,9 @@ def make_config(profile: str = "quick", _base: Config | None = None, **overrides
     """
     if profile not in PROFILES:
         raise ConfigError(f"profile={profile!r} is not a profile; allowed: {', '.join(PROFILES)}")
+    for name, why in _NOT_OVERRIDABLE.items():
+        if name in overrides:
+            raise ConfigError(f"{name}={overrides[name]!r} cannot be overridden; {why}")
     names = {f.name for f in fields(Config)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -169,15 +184,15 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if hint is float:
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            return float(value.strip() if isinstance(value, str) else value)
         if hint is tuple:
             if isinstance(value, str):
                 value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = [value]
+            if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in value):
+                raise TypeError  # 1.5 is not a seed (int() would truncate it silently)
             items = tuple(int(v) for v in value)
-            if any(isinstance(v, bool) for v in value):
-                raise TypeError
             return items
         if hint is str:
             if not isinstance(value, (str, os.PathLike)):
@@ -194,30 +209,38 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
 
 
 def _validate(c: Config) -> None:
+    for f in fields(Config):  # inf passes every comparison below; it can only be a mistake
+        value = getattr(c, f.name)
+        _check(not isinstance(value, float) or math.isfinite(value), f.name, value, "a finite number")
     choices = dict(
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
-        ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, teacher_logits=TEACHER_LOGITS,
-        teacher_source=TEACHER_SOURCES, train_compile=TRAIN_COMPILES,
+        ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
+        teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS, train_compile=TRAIN_COMPILES,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)
-        _check(value in allowed or (name == "device" and value.startswith("cuda:")), name, value, ", ".join(allowed))
+        _check(value in allowed or (name == "device" and re.fullmatch(r"cuda:\d+", value) is not None), name, value,
+               ", ".join(allowed) + (", cuda:N (N a GPU index)" if name == "device" else ""))
     _check(c.student_cut in STUDENT_CUTS, "student_cut", c.student_cut, ", ".join(map(str, STUDENT_CUTS)))
     _check(1 <= c.n_train <= 50_000, "n_train", c.n_train, "an integer in [1, 50000]")
     _check(1 <= c.n_test <= 10_000, "n_test", c.n_test, "an integer in [1, 10000]")
     for name in ("teacher_epochs", "student_epochs", "teacher_batch_size", "student_batch_size",
                  "eval_batch_size", "ig_steps", "ig_chunk"):
         _check(getattr(c, name) >= 1, name, getattr(c, name), "an integer >= 1")
+    _check(c.ig_steps <= MAX_IG_STEPS, "ig_steps", c.ig_steps, f"an integer in [1, {MAX_IG_STEPS}]")
+    _check(c.ig_method != "riemann_trapezoid" or c.ig_steps >= 2, "ig_steps", c.ig_steps,
+           "an integer >= 2 with ig_method='riemann_trapezoid' (the rule needs both ends)")
     for name in ("num_threads", "crop_padding", "subset_seed"):
         _check(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
     _check(0.0 <= c.student_dropout < 1.0, "student_dropout", c.student_dropout, "a number in [0, 1)")
     for name in ("alpha", "p", "blend", "teacher_warmup"):
         _check(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
-    _check(c.temperature > 0, "temperature", c.temperature, "a number > 0")
+    _check(0 < c.temperature <= MAX_TEMPERATURE, "temperature", c.temperature, f"a number in (0, {MAX_TEMPERATURE:g}]")
     for name in ("teacher_lr", "student_lr"):
-        _check(getattr(c, name) > 0, name, getattr(c, name), "a number > 0")
-    _check(c.teacher_weight_decay >= 0, "teacher_weight_decay", c.teacher_weight_decay, "a number >= 0")
-    _check(0 < c.exponent_low <= c.exponent_high, "exponent_low/exponent_high",
-           (c.exponent_low, c.exponent_high), "0 < exponent_low <= exponent_high")
+        _check(0 < getattr(c, name) <= MAX_LR, name, getattr(c, name), f"a number in (0, {MAX_LR:g}]")
+    _check(0 <= c.teacher_weight_decay <= 1, "teacher_weight_decay", c.teacher_weight_decay, "a number in [0, 1]")
+    _check(0 < c.exponent_low <= c.exponent_high <= MAX_EXPONENT, "exponent_low/exponent_high",
+           (c.exponent_low, c.exponent_high), f"0 < exponent_low <= exponent_high <= {MAX_EXPONENT:g}")
     _check(len(c.seeds) >= 1 and all(s >= 0 for s in c.seeds), "seeds", c.seeds, "a non-empty list of integers >= 0")
+    _check(len(set(c.seeds)) == len(c.seeds), "seeds", c.seeds, "distinct seeds (a repeated seed repeats the same run)")
     _check(bool(c.cache_dir), "cache_dir", c.cache_dir, "a directory path")

@@ -7,11 +7,17 @@ Every result says which source it came from (:attr:`Cifar10.source`). See the bo
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import io
+import json
 import os
+import signal
 import socket
+import sys
+import threading
+import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import data_packed as _packed
 from .config import Config
 from .storage import atomic_save_npy, atomic_write_json, sha256_file
 
 __all__ = ["Cifar10", "DataUnavailable", "load_cifar10", "stratified_subset", "load_splits", "SOURCE_LABELS",
-           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label"]
+           "find_offline_copy", "decode_offline_copy", "CLASSES", "source_label", "exact_rows",
+           "find_shared_folder"]
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SOURCE_LABELS = {
@@ -33,7 +41,8 @@ SOURCE_LABELS = {
 }
 _ZIP = "cifar10_jpeg_q75_YoongiKim.zip"
 _NPZ = "cifar10_exact_labels_and_prefix_images.npz"
-_DECODER_VERSION = 1
+_DECODER_VERSION = 2  # 2: the manifest records each array's size and SHA-256, verified on every load
+_VERIFIED: set = set()  # (path, inode, size, mtime) of arrays verified by this process
 
 
 class DataUnavailable(RuntimeError):
@@ -185,26 +194,65 @@ def _explain(tried: list[str]) -> str:
     return ("CIFAR-10 could not be loaded from any source. Tried:\n  - " + lines + "\nWays to provide it: "
             "pass data_root= (a folder holding torchvision's cifar-10-batches-py), run where the internet "
             "reaches torchvision's download, or point IGKD_CIFAR10_OFFLINE at the offline copy "
-            f"(a folder with {_ZIP} and {_NPZ}).")
+            f"(a folder with {_ZIP} and {_NPZ}, or with {_packed.PACKED_NAME}).")
 
 
 # --------------------------------------------------------------------------- offline copy
 def find_offline_copy() -> Path | None:
-    """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE`` or ``shared/data/fallback-cifar10`` nearby."""
-    env = os.environ.get("IGKD_CIFAR10_OFFLINE")
-    if env:
-        return Path(env)
+    """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE``, ``shared/data/fallback-cifar10`` nearby, or
+    a checkout's ``.window/data`` (the packed file a GPU window carries, :mod:`igkd_lib.data_packed`)."""
+    found = find_shared_folder("fallback-cifar10", _ZIP, "IGKD_CIFAR10_OFFLINE")
+    if found is not None:
+        return found
     here = Path(__file__).resolve().parent
     for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
-        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10"):
-            if (candidate / _ZIP).is_file():
+        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10",
+                          base / _packed.WINDOW_DATA):
+            if _packed.packed_file(candidate):
                 return candidate
     return None
 
 
+def find_shared_folder(name: str, marker: str, env: str) -> Path | None:
+    """``$env`` if set, else the first ``shared/data/<name>`` holding ``marker``, from the working directory
+    or this package upwards (in a checkout or beside it), else None."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    here = Path(__file__).resolve().parent
+    for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
+        for candidate in (base / "shared" / "data" / name, base.parent / "shared" / "data" / name):
+            if (candidate / marker).is_file():
+                return candidate
+    return None
+
+
+def exact_rows(data: Cifar10) -> torch.Tensor:
+    """Positions of ``data``'s rows whose pixels are canonical CIFAR-10: all of them from torchvision,
+    on the offline copy only the images whose exact pixels it holds (the first 1,017 of each batch file)."""
+    if data.source != "offline":
+        return torch.arange(len(data))
+    folder = find_offline_copy()
+    if folder is None:
+        raise DataUnavailable(f"The offline copy is not found, so its exact rows are unknown. {_explain([])}")
+    arrays = Path(folder) / _NPZ if (Path(folder) / _NPZ).is_file() else _packed.packed_file(folder)
+    exact = torch.from_numpy(np.load(arrays)[f"{data.split}_exact_index"].astype(np.int64))
+    return torch.nonzero(torch.isin(data.indices, exact)).flatten()
+
+
 def decode_offline_copy(folder: Path, cache_dir: Path) -> dict[str, Path]:
-    """Decode the offline copy once into ``.npy`` arrays keyed by the SHA-256 of its files."""
+    """Decode the offline copy once into ``.npy`` arrays keyed by the SHA-256 of its files.
+
+    The manifest records each array's size and SHA-256; they are checked on load (once per process
+    while the file is unchanged), and a missing, truncated or altered array is decoded again (with a
+    message on stderr), never used. The decode's worker processes die with the process that started them.
+    A folder holding the packed file but not the zip is decoded from the packed file (same arrays).
+    """
     folder = Path(folder)
+    if not (folder / _ZIP).is_file() and _packed.packed_file(folder):
+        try:
+            return _packed.decode_packed(_packed.packed_file(folder), cache_dir)
+        except ValueError as error:
+            raise DataUnavailable(f"{error}. {_explain([])}") from None
     for name in (_ZIP, _NPZ):
         if not (folder / name).is_file():
             raise DataUnavailable(f"The offline copy at {folder} lacks {name}. {_explain([])}")
@@ -213,7 +261,7 @@ def decode_offline_copy(folder: Path, cache_dir: Path) -> dict[str, Path]:
         digest.update(sha256_file(folder / name).encode())
     out = Path(cache_dir) / f"cifar10-offline-{digest.hexdigest()[:16]}"
     names = {f"{s}_{k}": out / f"{s}_{k}.npy" for s in ("train", "test") for k in ("images", "labels")}
-    if (out / "manifest.json").is_file() and all(p.is_file() for p in names.values()):
+    if _cache_verified(out, names):
         return names
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -228,8 +276,39 @@ def decode_offline_copy(folder: Path, cache_dir: Path) -> dict[str, Path]:
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, EOFError) as error:
         raise DataUnavailable(f"The offline copy at {folder} is damaged or incomplete ({type(error).__name__}: "
                               f"{error}). Restore the original files. {_explain([])}") from None
-    atomic_write_json(out / "manifest.json", {"source": str(folder), "decoder_version": _DECODER_VERSION})
+    files = {path.name: {"bytes": path.stat().st_size, "sha256": sha256_file(path)} for path in names.values()}
+    atomic_write_json(out / "manifest.json", {"source": str(folder), "decoder_version": _DECODER_VERSION,
+                                              "files": files})
     return names
+
+
+def _cache_verified(out: Path, names: dict[str, Path]) -> bool:
+    """Whether every decoded array matches the size and SHA-256 its manifest records (says why not)."""
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        return False  # never decoded (or killed before the end): decode, nothing to report
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+        for path in names.values():
+            _verify_array(path, files[path.name])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"warning: the decoded CIFAR-10 cache {out} does not verify ({error}); decoding it again",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def _verify_array(path: Path, expected: dict) -> None:
+    stat = path.stat()
+    token = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if token in _VERIFIED:
+        return
+    if stat.st_size != expected["bytes"]:
+        raise ValueError(f"{path.name} has {stat.st_size} bytes, its manifest says {expected['bytes']}")
+    actual = sha256_file(path)
+    if actual != expected["sha256"]:
+        raise ValueError(f"{path.name} has SHA-256 {actual}, its manifest says {expected['sha256']}")
+    _VERIFIED.add(token)
 
 
 def _decode_jpegs(zip_path: Path, split: str, labels: np.ndarray, label_names: list[str]) -> np.ndarray:
@@ -240,12 +319,43 @@ def _decode_jpegs(zip_path: Path, split: str, labels: np.ndarray, label_names: l
         counts[label] += 1
     members = [f"{split}/{label_names[label]}/{r:04d}.jpg" for label, r in zip(labels, rank)]
     chunks = [members[i::2] for i in range(2)]
-    with ProcessPoolExecutor(max_workers=2) as pool:
+    with ProcessPoolExecutor(max_workers=2, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         parts = list(pool.map(_decode_members, [str(zip_path)] * 2, chunks))
     images = np.empty((len(labels), 3, 32, 32), dtype=np.uint8)
     for i in range(2):
         images[i::2] = parts[i]
     return images
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a decode worker: end when ``parent`` ends, even by kill -9 (no orphan holding ~600 MB)."""
+    if sys.platform.startswith("linux"):
+        try:  # PR_SET_PDEATHSIG (1): the kernel sends SIGKILL when the forking process ends
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    # Everywhere (and for a parent that died before prctl, or a worker forked by a server): poll it.
+    threading.Thread(target=_exit_when_gone, args=(parent,), daemon=True, name="igkd-parent-watch").start()
+
+
+def _exit_when_gone(parent: int, interval: float = 0.5) -> None:
+    while _alive(parent):
+        time.sleep(interval)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS, Windows): os.kill answered
 
 
 def _decode_members(zip_path: str, members: list[str]) -> np.ndarray:

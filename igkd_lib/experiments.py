@@ -4,7 +4,10 @@
 ``{cache_dir}/runs/<key>.json``; the key covers every config field that changes the run (after the
 method's own settings, and dropping knobs the method does not use), the seed, the teacher's SHA-256
 and the data indices. Re-executing a chapter therefore skips every run already done, and chapters
-share runs whose configs coincide. See chapters 4 and 5.
+share runs whose configs coincide. A run's JSON carries a SHA-256 of its content
+(:func:`igkd_lib.storage.write_checked_json`): the file is small and is the only record of a run that
+took minutes to hours, and a flipped digit in an accuracy would otherwise be read as a result; one
+that does not verify is moved aside and the run trained again. See chapters 4 and 5.
 """
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import math
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -20,10 +22,10 @@ from . import student as _student
 from .config import Config
 from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
-from .storage import atomic_write_json, read_json, stable_hash
+from .storage import read_checked_json, stable_hash, write_checked_json
 
-__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label", "ablation_variants",
-           "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
+__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "run_precision", "variant_label",
+           "ablation_variants", "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli"]
 
 # Bump when a change of the training code makes cached runs stale.
 RUN_VERSION = 2  # 2: the overlay draws from its own generator (paired arms); epoch draws made ahead
@@ -33,12 +35,12 @@ _DATA_FIELDS = ("data_source", "n_train", "n_test", "subset_seed")
 _STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
                    "student_normalise", "crop_padding", "flip", "train_compile")
 _KD_FIELDS = ("temperature", "teacher_logits")
-_MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps",
+_MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "map_views", "shuffle_maps",
                "ig_steps", "ig_method", "ig_baseline", "ig_target")
 _TEACHER_FIELDS = ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr",
                    "teacher_weight_decay", "teacher_warmup", "device", "cache_dir", *_DATA_FIELDS)
 # Knobs recorded in every row (the ones chapters vary).
-_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_logits")
+_ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views", "shuffle_maps", "teacher_logits")
 
 # Chapter 5's grids per profile: small on smoke and quick (one seed), the full grid on paper.
 ABLATION_GRIDS: dict[str, dict] = {
@@ -79,24 +81,40 @@ def _maps(config: Config, progress: bool):
 
     teacher, _ = _teacher(config, progress)
     train, _ = _splits(config)
-    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk")
+    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "ig_chunk", "map_views")
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
-def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10) -> str:
+def run_precision(device: torch.device) -> str:
+    """The students' arithmetic on ``device``: bf16 autocast on CUDA, float32 elsewhere (both trainers)."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10, *,
+            trainer: str = "single", device: torch.device | None = None) -> str:
     """The cache key of one run: the fields that matter for ``method`` (after ``method_config``).
 
     Knobs the method does not use are left out, so runs that coincide are shared between chapters.
+    The device type, its precision (:func:`run_precision`) and the ``trainer`` ("single" or "wide")
+    are part of it: a bf16 GPU run and an fp32 CPU run never share a key.
     """
+    if trainer not in ("single", "wide"):
+        raise ValueError(f"trainer={trainer!r} is not allowed; allowed: single, wide")
+    device = device or resolve_device(config.device)
     c = _student.method_config(config, method)
     fields = dict(c.key_fields(*_DATA_FIELDS, *_STUDENT_FIELDS, "alpha", "p"))
     if c.alpha > 0:
         fields.update(c.key_fields(*_KD_FIELDS))
     if c.p > 0:
-        fields.update(c.key_fields(*_MAP_FIELDS))
+        from .maps import maps_precision
+
+        fields.update(c.key_fields(*_MAP_FIELDS), maps_precision=maps_precision(c, device))
+        if c.map_views == "clean":  # the default view: keys of runs cached before the option existed stay valid
+            del fields["map_views"]
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
-                  train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()))
+                  train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()),
+                  device_type=device.type, precision=run_precision(device), trainer=trainer)
     return stable_hash(fields)
 
 
@@ -105,12 +123,7 @@ def _run_path(config: Config, key: str) -> Path:
 
 
 def _load_cached(path: Path, key: str) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        stored = read_json(path)
-    except (OSError, ValueError):
-        return None
+    stored = read_checked_json(path)
     ok = isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("log"), list)
     return stored if ok and stored["log"] else None
 
@@ -120,7 +133,8 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True, ca
 
     With ``cached_only`` a run that has not finished yet is not trained: the result is None.
 
-    Row fields: method, seed, final_acc, best_acc (best epoch), epochs, seconds, device, data_source,
+    Row fields: method, seed, final_acc, best_epoch_acc (the best epoch's test accuracy: chosen on the
+    test set, so optimistic; not the best of n seeds), epochs, seconds, device, data_source,
     profile, commit, n_train, the knobs p, blend, temperature, alpha, map_alignment, shuffle_maps,
     teacher_logits (as the method uses them), teacher_origin, teacher_acc, run_key, cached.
     """
@@ -140,6 +154,8 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True, ca
         stored["row"]["cached"] = False
     else:
         stored["row"]["cached"] = True
+        if "best_acc" in stored["row"]:  # runs cached before the column was renamed
+            stored["row"]["best_epoch_acc"] = stored["row"].pop("best_acc")
     return {**stored["row"], "method": method, "log": stored["log"]}
 
 
@@ -150,13 +166,13 @@ def _train(config, method, seed, key, path, teacher, info, train, test, progress
     result = _student.train_student(config, method, seed, teacher=teacher, maps=maps, train=train, test=test,
                                     checkpoint=path.with_suffix(".pt"), progress=progress)
     row = {"method": method, "seed": int(seed), "final_acc": float(result.final_accuracy),
-           "best_acc": float(result.best_accuracy), "epochs": len(result.log),
+           "best_epoch_acc": float(result.best_accuracy), "epochs": len(result.log),
            "seconds": time.perf_counter() - started, "device": device_name(resolve_device(config.device)),
            "data_source": train.source, "profile": config.profile, "commit": git_commit(),
            "n_train": len(train), **c.key_fields(*_ROW_KNOBS),
            "teacher_origin": info.origin, "teacher_acc": float(info.test_accuracy), "run_key": key}
     stored = {"key": key, "row": row, "log": [dict(r) for r in result.log]}
-    atomic_write_json(path, stored)
+    write_checked_json(path, stored)
     path.with_suffix(".pt").unlink(missing_ok=True)  # the checkpoint only served resuming
     return stored
 
@@ -189,6 +205,8 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
     ``methods`` None means all four; ``seeds`` None means the profile's. ``cached_only`` trains
     nothing and keeps only the runs already finished (for views that show results where they exist).
     """
+    import pandas as pd
+
     rows = [{k: v for k, v in row.items() if k != "log"}
             for row in _rows(config, methods, seeds, variants, progress, cached_only)]
     return pd.DataFrame(rows)
@@ -197,6 +215,8 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
 def learning_curves(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
                     progress: bool = True) -> pd.DataFrame:
     """Per-epoch log rows (epoch, loss, train_acc, test_acc, seconds, images_per_s) with variant, method, seed."""
+    import pandas as pd
+
     rows = []
     for row in _rows(config, methods, seeds, variants, progress):
         for entry in row["log"]:
@@ -213,7 +233,8 @@ def ablation_seeds(profile: str, seeds=None) -> tuple:
 
 def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     """Config overrides of one chapter-5 ablation: ``"p"``, ``"temperature_alpha"``, ``"blend"``,
-    ``"controls"`` (shuffled maps, the official code's unaligned maps). ``values`` (e.g. ``p_values``)
+    ``"controls"`` (shuffled maps, the official code's unaligned maps, its teacher-logit table), ``"faults"``
+    (:func:`igkd_lib.faults.fault_ablation_variants`). ``values`` (e.g. ``p_values``)
     replace the profile's grid (:data:`ABLATION_GRIDS`) where not None."""
     grid = {**ABLATION_GRIDS[config.profile], **{k: v for k, v in values.items() if v is not None}}
     if which == "p":
@@ -223,8 +244,12 @@ def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     if which == "blend":
         return [{"blend": float(b)} for b in grid["blends"]]
     if which == "controls":
-        return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}]
-    raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls")
+        return [{}, {"shuffle_maps": True}, {"map_alignment": "official"}, {"teacher_logits": "official"}]
+    if which == "faults":
+        from .faults import fault_ablation_variants
+
+        return fault_ablation_variants()
+    raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls, faults")
 
 
 def overlay_results(config: Config, seeds=None) -> pd.DataFrame:
@@ -244,6 +269,12 @@ def _commit_results(config: Config, table: pd.DataFrame) -> None:
         print(f"\nwrote {write_results(table, config.profile, meta, RESULTS_DIR)} (commit it to show it in the book)")
 
 
+def _below_target(accuracy: float) -> str:
+    from .teacher import SHIPPED_TARGET
+
+    return f", below the {SHIPPED_TARGET:.0f}% target" if accuracy < SHIPPED_TARGET else ""
+
+
 def cli(config: Config, args) -> int:
     """``train``: one method (default kd_ig) at ``--seed``; ``run``: methods (default all) x the profile's seeds."""
     from .stats import compare_methods, summarise
@@ -253,7 +284,7 @@ def cli(config: Config, args) -> int:
     else:
         methods, seeds = args.methods or list(_student.METHODS), list(config.seeds)
     table = run_grid(config, methods, seeds)
-    columns = ["method", "seed", "final_acc", "best_acc", "epochs", "seconds", "cached"]
+    columns = ["method", "seed", "final_acc", "best_epoch_acc", "epochs", "seconds", "cached"]
     print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print()
     print(summarise(table).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
@@ -264,5 +295,6 @@ def cli(config: Config, args) -> int:
         _commit_results(config, table)
     first = table.iloc[0]
     print(f"\nprofile={config.profile} · data={first['data_source']} · device={first['device']} · "
-          f"commit={first['commit']} · teacher={first['teacher_origin']} ({first['teacher_acc']:.2f}%)")
+          f"commit={first['commit']} · teacher={first['teacher_origin']} ({first['teacher_acc']:.2f}%"
+          f"{_below_target(first['teacher_acc'])})")
     return 0 if all(math.isfinite(v) for v in table["final_acc"]) else 1

@@ -8,13 +8,16 @@ finalised atomically and verified by SHA-256 on every load (a damaged file is re
 used). Stored compactly and memory-mappable: ``maps.npy`` float16 (N, H, W), each map divided by
 its maximum, and ``scales.npy`` float32 (N,), so map i = maps[i] * scales[i] with a relative
 error below 5e-4 whatever the magnitude (plain float16 would flush an untrained teacher's ~1e-10
-values to zero). See chapter 2 ("Precomputing the maps").
+values to zero). Runs on the same key take turns (an exclusive lock on ``<key>.lock`` beside the
+folder): a second ``precompute`` waits for the first and reuses its maps. See chapter 2 ("Precomputing the maps").
 """
 from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +29,12 @@ from tqdm.auto import tqdm
 from .attribution import integrated_gradients, reduce_map
 from .config import Config
 from .data import Cifar10
+from .faults import official_pairing  # the official code's faults live in faults.py
 from .storage import atomic_save_npy, atomic_write_json, read_json, sha256_file, stable_hash
 from .train import predict_logits
 
-__all__ = ["MapSet", "get_maps", "maps_key", "model_sha256", "open_maps", "official_pairing", "throughput", "cli",
-           "FORMAT_VERSION", "REDUCTION"]
+__all__ = ["MapSet", "get_maps", "maps_key", "maps_precision", "model_sha256", "open_maps", "official_pairing",
+           "throughput", "cli", "FORMAT_VERSION", "REDUCTION"]
 
 FORMAT_VERSION = 2
 REDUCTION = "sum_abs_channels"
@@ -65,8 +69,16 @@ def model_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _precision(device: torch.device) -> str:
-    return "bf16" if device.type == "cuda" else "float32"
+def maps_precision(config: Config, device: torch.device) -> str:
+    """The maps' arithmetic: ``config.ig_precision``, where ``auto`` is bf16 autocast on CUDA, float32 elsewhere."""
+    if config.ig_precision == "auto":
+        return "bf16" if device.type == "cuda" else "float32"
+    return {"fp32": "float32", "bf16": "bf16"}[config.ig_precision]
+
+
+# The config fields the maps depend on (besides the teacher, the data and the precision): runs that read
+# maps made with other values of these must not share them (the campaign groups runs by them).
+MAPS_FIELDS = ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views")
 
 
 def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.Tensor, precision: str) -> dict:
@@ -89,7 +101,8 @@ def _compute_chunk(teacher: nn.Module, images_uint8: torch.Tensor, targets: torc
                    device: torch.device) -> np.ndarray:
     """Maps (k, H, W) float32 for one chunk of uint8 images (k, 3, H, W)."""
     x = images_uint8.to(device).float().div_(255)
-    context = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    bf16 = maps_precision(config, device) == "bf16"
+    context = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     with context:
         result = integrated_gradients(teacher, x, targets, n_steps=config.ig_steps, method=config.ig_method,
                                       baseline=config.ig_baseline, chunk_size=config.ig_chunk)
@@ -176,6 +189,31 @@ def _start_manifest(folder: Path, key: dict, rows: int) -> dict:
     return manifest
 
 
+@contextmanager
+def _folder_lock(folder: Path):
+    """Hold an exclusive lock of one cache folder (``<folder>.lock`` beside it) for reading or filling it.
+
+    A second run on the same key waits here (it says so) and then finds the first one's finished maps.
+    Without ``fcntl`` (Windows) runs are not serialised.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another run that is computing the maps in {folder}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # --------------------------------------------------------------------------- public API
 def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | None = None,
              progress: bool = True) -> MapSet:
@@ -198,21 +236,27 @@ def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | 
     data = train.subset(order)  # dataset order: the stored row k is the k-th smallest index
     unique, first = np.unique(data.indices.numpy(), return_index=True)
     data = data.subset(torch.from_numpy(first))
-    key = maps_key(config, model_sha256(teacher), train.source, train.indices, _precision(device))
+    key = maps_key(config, model_sha256(teacher), train.source, train.indices, maps_precision(config, device))
+    if config.map_views == "augmented":  # the official maps: one random crop and flip of each image
+        from .faults import PRECOMPUTE_SEED, augmented_views
+
+        data = Cifar10(augmented_views(data.images, config), data.labels, data.indices, data.split, data.source)
+        key.update(views="augmented", views_seed=PRECOMPUTE_SEED, padding=config.crop_padding, flip=config.flip)
     name = stable_hash(key)
     folder = Path(config.cache_dir) / "maps" / name
-    stored, seconds = _load_verified(folder, len(data)), 0.0
-    from_cache = stored is not None
-    if not from_cache:
-        started = time.perf_counter()
-        manifest = _start_manifest(folder, key, _chunk_rows(config))
-        targets = _targets(config, teacher, data, device)
-        _fill_chunks(folder, manifest, data, targets, teacher, config, device, progress)
-        seconds = time.perf_counter() - started
-        _finalise(folder, manifest, seconds)
-        stored = _load_verified(folder, len(data))
-        if stored is None:
-            raise RuntimeError(f"the maps written to {folder} failed their checksum right after writing")
+    with _folder_lock(folder):
+        stored, seconds = _load_verified(folder, len(data)), 0.0
+        from_cache = stored is not None
+        if not from_cache:
+            started = time.perf_counter()
+            manifest = _start_manifest(folder, key, _chunk_rows(config))
+            targets = _targets(config, teacher, data, device)
+            _fill_chunks(folder, manifest, data, targets, teacher, config, device, progress)
+            seconds = time.perf_counter() - started
+            _finalise(folder, manifest, seconds)
+            stored = _load_verified(folder, len(data))
+            if stored is None:
+                raise RuntimeError(f"the maps written to {folder} failed their checksum right after writing")
     rows = torch.from_numpy(np.searchsorted(unique, train.indices.numpy()))
     maps = torch.from_numpy(stored)[rows]
     return MapSet(maps, train.indices.clone(), name, folder / "maps.npy", seconds, from_cache)
@@ -239,16 +283,6 @@ def open_maps(path: str | Path) -> tuple[np.memmap, np.ndarray]:
     """
     path = Path(path)
     return np.load(path, mmap_mode="r"), np.load(path.with_name("scales.npy"))
-
-
-def official_pairing(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """The official code's fault: maps stored in a shuffled loader's order, read back as if in dataset order.
-
-    Row i of the result is the map the official code paired with image i: the map of another image
-    (the one a shuffled loader yielded i-th). ``maps`` (N, H, W) -> (N, H, W).
-    """
-    order = torch.randperm(len(maps), generator=torch.Generator().manual_seed(seed))
-    return maps[order]
 
 
 def cli(config: Config, args) -> int:

@@ -6,23 +6,76 @@ every result of the chapter.
 """
 from __future__ import annotations
 
+import json
+
 import torch
 
-from .config import Config, make_config
+from .config import Config, ConfigError, make_config
 from .provenance import provenance_line, resolve_device
 
-__all__ = ["chapter_setup", "caption", "figure_note"]
+__all__ = ["chapter_setup", "caption", "figure_note", "prepare_runtime", "list_parameter"]
 
 
 def chapter_setup(profile: str, **overrides) -> Config:
     """A validated config for a chapter; prints its provenance line. Empty overrides are ignored."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = make_config(profile, **overrides)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    resolve_device(config.device)  # fail early on an absent device
+    prepare_runtime(config)
     print(provenance_line(config))
     return config
+
+
+def prepare_runtime(config: Config) -> torch.device:
+    """Apply ``num_threads`` and check that ``device`` exists here (before any work); returns the device.
+
+    Shared by the chapters and the command line, so ``--set num_threads=N`` means what it means in a notebook.
+    """
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={config.device!r} is not available here; allowed: cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}, cuda, auto, cpu")
+    return device
+
+
+def list_parameter(name: str, value, kind: type = str, allowed=None) -> list | None:
+    """A list parameter of a chapter, however papermill passed it; None stays None.
+
+    ``-p methods kd_ig`` arrives as the string ``"kd_ig"`` (one item), ``-p methods kd,kd_ig`` as a
+    comma-separated string, ``-p methods '["kd", "kd_ig"]'`` as JSON, ``-p p_values 0.1`` as a number:
+    each becomes a list of ``kind``. An item that does not convert, or is not in ``allowed``, raises
+    :class:`ConfigError` naming the parameter.
+    """
+    if value is None:
+        return None
+    items = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            items = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{name}={value!r} is not a list; write it as a JSON list, e.g. '[\"a\", \"b\"]', "
+                              "or comma-separated, e.g. a,b") from None
+    elif not isinstance(value, (list, tuple)):
+        items = [value]
+    try:
+        out = [_convert(item, kind) for item in items]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} is not allowed; allowed: a list of {kind.__name__}") from None
+    bad = [item for item in out if allowed is not None and item not in allowed]
+    if not out or bad:
+        raise ConfigError(f"{name}={value!r} is not allowed; allowed: a non-empty list"
+                          + (f" of {', '.join(map(str, allowed))}" if allowed is not None else ""))
+    return out
+
+
+def _convert(item, kind: type):
+    if isinstance(item, bool) or (kind is int and isinstance(item, float) and not item.is_integer()):
+        raise TypeError(item)
+    if kind is str and not isinstance(item, str):
+        raise TypeError(item)
+    return kind(item)
 
 
 def caption(config: Config, data_source: str | None = None, what: str = "") -> str:

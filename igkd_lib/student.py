@@ -4,7 +4,8 @@ The student (the teacher's ``features[:-cut]``) is trained with Adam at a consta
 Each batch is cropped, flipped and overlaid with its IG maps on the training device
 (:func:`igkd_lib.augment.draws_batch`); with ``alpha > 0`` the teacher's logits are computed on
 exactly that batch ("online"), or once on the clean training images ("cached": cheaper, but a
-different signal, since the teacher never sees the crop, the flip or the overlay the student sees).
+different signal, since the teacher never sees the crop, the flip or the overlay the student sees), or
+as the official code did ("official": :func:`igkd_lib.faults.official_teacher_logits`, a control).
 Every precomputed teacher target comes from one function, :func:`teacher_logit_table`, shared by
 the single-run and the wide trainer (:mod:`igkd_lib.wide`). Each epoch's randomness is drawn ahead
 (:func:`igkd_lib.augment.epoch_draws`; the overlay from its own generator, so one seed gives every
@@ -66,10 +67,15 @@ def teacher_logit_table(config: Config, teacher: nn.Module | None, train: Cifar1
     """The precomputed teacher targets (N_train, classes) on ``device``, indexed by training position,
     or None where the target is computed online on the student's batch (or there is no KD).
 
-    ``"cached"``: the teacher's logits on the clean training images.
+    ``"cached"``: the teacher's logits on the clean training images; ``"official"``: the official code's
+    fault (:func:`igkd_lib.faults.official_teacher_logits`).
     """
     if config.alpha == 0 or config.teacher_logits == "online":
         return None
+    if config.teacher_logits == "official":  # the official code's fault, as a control
+        from .faults import official_teacher_logits
+
+        return official_teacher_logits(teacher, train, config, device, progress).to(device)
     return predict_logits(teacher, train.images, config.eval_batch_size, device, progress).to(device)
 
 

@@ -1,8 +1,10 @@
 """The teacher: its training recipes, the weights shipped with the book, and how they are verified.
 
-``get_teacher(config)`` loads the shipped weights after checking their SHA-256; when they are absent,
-do not match, or ``teacher_source="train"``, it trains a teacher with the profile's recipe instead
-(cached by the recipe's hash). See chapter 4 ("The teacher").
+``get_teacher(config)`` loads the shipped weights after checking their SHA-256 against their card
+(:func:`verify_weights`); weights that are absent or do not verify are an error (:class:`WeightsError`),
+never silently replaced. Only ``teacher_source="train"`` trains a teacher with the profile's recipe
+(cached by the recipe's hash; a damaged cached teacher is moved aside and trained again). A teacher
+below :data:`SHIPPED_TARGET` says so in :meth:`TeacherInfo.describe`. See chapter 4 ("The teacher").
 """
 from __future__ import annotations
 
@@ -20,19 +22,21 @@ from . import models
 from .augment import random_crop_flip, to_float
 from .config import Config
 from .data import Cifar10, load_splits
+from .errors import WeightsError
 from .provenance import device_name, git_commit, resolve_device
-from .storage import atomic_torch_save, atomic_write_json, sha256_file, stable_hash
+from .storage import atomic_torch_save, atomic_write_json, load_checkpoint, move_aside, sha256_file, stable_hash
 from .maps import model_sha256
 from .train import TrainResult, returned_weights, train_loop, warmup_cosine
 
 __all__ = ["TeacherRecipe", "CPU_RECIPE", "CPU_FINETUNE", "CPU_POLISH", "CPU_AVERAGE", "CPU_AVERAGE_POLISH", "CPU_STAGES",
            "AveragedTeacherRecipe", "recipe_from_config", "train_teacher",
            "train_stages", "adopt_shipped_stages", "get_teacher", "TeacherInfo",
-           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "SHIPPED_TARGET", "ship_teacher", "ship_stages", "stage_checkpoint", "load_shipped_teacher", "cli"]
+           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "SHIPPED_TARGET", "ship_teacher", "ship_stages", "stage_checkpoint", "load_shipped_teacher", "verify_weights",
+           "WeightsError", "cli"]
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "teacher_mobilenetv2_cifar10.pt"
 SHIPPED_CARD = SHIPPED_WEIGHTS.with_suffix(".json")
-SHIPPED_TARGET = 90.0  # test accuracy (%) the shipped teacher is meant to reach; below it, every chapter says so
+SHIPPED_TARGET = 90.0  # test accuracy (%) a teacher is meant to reach; below it, every description says so
 
 
 @dataclass(frozen=True)
@@ -145,10 +149,14 @@ class TeacherInfo:
     commit: str = ""
     stages: tuple = ()  # the card's recipe of each stage, for a teacher trained in stages
 
+    @property
+    def below_target(self) -> bool:
+        """Whether the teacher (shipped or trained) falls short of :data:`SHIPPED_TARGET`."""
+        return self.test_accuracy < SHIPPED_TARGET
+
     def describe(self) -> str:
         """One line for beside results: origin, accuracy, status (and a shortfall of the shipped target), hash."""
-        short = (f", below the {SHIPPED_TARGET:.0f}% target"
-                 if self.origin == "shipped" and self.test_accuracy < SHIPPED_TARGET else "")
+        short = f", below the {SHIPPED_TARGET:.0f}% target" if self.below_target else ""
         return (f"teacher: {self.origin}, {self.test_accuracy:.2f}% test accuracy ({self.status}{short}), "
                 f"sha256 {self.sha256[:12]}")
 
@@ -189,36 +197,84 @@ def ship_teacher(result: TrainResult, recipe: TeacherRecipe, data_source: str, d
     return card
 
 
+def verify_weights(weights: Path, card_path: Path | None = None) -> dict:
+    """The card (dict) of ``weights`` after checking the file's SHA-256 against the card's.
+
+    Raises :class:`WeightsError` naming the file when the card is missing, does not parse or lacks
+    its fields, and naming the file and both hashes when the SHA-256 does not match.
+    """
+    weights = Path(weights)
+    card_path = Path(card_path) if card_path is not None else weights.with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{weights} has no card: {card_path} is missing (restore both files)") from None
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"the card {card_path} of {weights} is damaged ({type(error).__name__}: {error}); "
+                           "restore it (e.g. git checkout -- <file>)") from None
+    missing = [k for k in ("sha256", "test_accuracy", "data_source", "recipe") if not isinstance(card, dict) or k not in card]
+    if missing:
+        raise WeightsError(f"the card {card_path} of {weights} is damaged: it lacks {', '.join(missing)}")
+    actual = sha256_file(weights)
+    if actual != card["sha256"]:
+        raise WeightsError(f"{weights} does not verify: its SHA-256 is {actual}, its card {card_path.name} says "
+                           f"{card['sha256']}. Restore the file (e.g. git checkout -- {weights.name}), or train a "
+                           "teacher on purpose with teacher_source=train")
+    return card
+
+
 def load_shipped_teacher(weights: Path = SHIPPED_WEIGHTS) -> tuple[nn.Module, dict] | None:
-    """The shipped teacher in eval mode and its card, or None if absent or its SHA-256 does not match."""
-    card_path = weights.with_suffix(".json")
-    if not (weights.is_file() and card_path.is_file()):
+    """The shipped teacher in eval mode and its card; None if the weights file is absent.
+
+    Weights that are present but do not verify (or whose card is damaged) raise :class:`WeightsError`
+    (:func:`verify_weights`): a damaged teacher is never used, nor silently replaced.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
         return None
-    card = json.loads(card_path.read_text())
-    if sha256_file(weights) != card.get("sha256"):
-        return None
+    card = verify_weights(weights)
     model = models.teacher()
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as error:  # verified bytes that are not a teacher's state dict
+        raise WeightsError(f"{weights} verifies but is not a teacher's weights ({type(error).__name__})") from None
     return model.eval(), card
 
 
 def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, TeacherInfo]:
     """The teacher the profile uses, on the profile's device, in eval mode, with its provenance."""
+    from .campaign.paper_teacher import preferred_weights
+
     device = resolve_device(config.device)
-    shipped = load_shipped_teacher() if config.teacher_source == "shipped" else None
-    if shipped is not None:
-        return _on_device("shipped", *shipped, device)
+    if config.teacher_source == "shipped":
+        weights = preferred_weights(config, cpu=SHIPPED_WEIGHTS)  # the GPU-trained paper teacher where installed, better
+        shipped = load_shipped_teacher(weights)
+        if shipped is None:
+            raise WeightsError(f"the shipped teacher {weights} is absent; restore it, or train one on "
+                               "purpose with teacher_source=train")
+        return _on_device("shipped" if weights == SHIPPED_WEIGHTS else "paper", *shipped, device)
     recipe = recipe_from_config(config)
     train, test = load_splits(config)
     key = stable_hash({"recipe": dataclasses.asdict(recipe), "train": train.indices.tolist(), "src": train.source})
     folder = Path(config.cache_dir) / "teachers" / key
     final = folder / "teacher.pt"
-    cached = load_shipped_teacher(final)
+    cached = _cached_teacher(final)
     if cached is None:
         result = train_teacher(recipe, train, test, device, checkpoint=folder / "checkpoint.pt", progress=progress)
         ship_teacher(result, recipe, train.source, device, weights=final)
         cached = load_shipped_teacher(final)
     return _on_device("trained", *cached, device)
+
+
+def _cached_teacher(final: Path) -> tuple[nn.Module, dict] | None:
+    """A trained teacher from the cache; one that does not verify is moved aside (and trained again)."""
+    try:
+        return load_shipped_teacher(final)
+    except WeightsError as error:
+        for path in (final, final.with_suffix(".json")):
+            if path.is_file():
+                move_aside(path, str(error))
+        return None
 
 
 def _on_device(origin: str, model: nn.Module, card: dict, device: torch.device) -> tuple[nn.Module, TeacherInfo]:
@@ -260,10 +316,9 @@ def train_stages(stages: tuple, train: Cifar10, test: Cifar10, device: torch.dev
 
 def _finished_weights(stages: tuple, cache_dir: str | Path, index: int) -> dict | None:
     """Stage ``index``'s checkpoint when it holds the weights of that stage, finished; else None."""
-    path = stage_checkpoint(cache_dir, stages, index)
-    if not path.is_file():
+    state = load_checkpoint(stage_checkpoint(cache_dir, stages, index))
+    if state is None:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
     finished = len(state["log"]) >= stages[index].epochs and state.get("model") is not None
     return state if finished and state["meta"].get("recipe") == dataclasses.asdict(stages[index]) else None
 
@@ -279,7 +334,7 @@ def adopt_shipped_stages(stages: tuple, cache_dir: str | Path, n_train: int,
     """
     shipped = load_shipped_teacher(weights)
     if shipped is None:
-        raise FileNotFoundError(f"weights={weights}: absent, or their SHA-256 does not match their card")
+        raise FileNotFoundError(f"weights={weights}: absent; restore the shipped weights first")
     model, card = shipped
     card_stages = card.get("stages", [card["recipe"]])
     ours = json.loads(json.dumps([dataclasses.asdict(r) for r in stages[:len(card_stages)]]))
@@ -308,9 +363,9 @@ def ship_stages(stages: tuple, cache_dir: str | Path, weights: Path = SHIPPED_WE
     states = []
     for index, recipe in enumerate(stages):
         path = stage_checkpoint(cache_dir, stages, index)
-        if not path.is_file():
+        state = load_checkpoint(path)
+        if state is None:
             break
-        state = torch.load(path, map_location="cpu", weights_only=False)
         if state.get("meta", {}).get("recipe") != dataclasses.asdict(recipe):
             raise ValueError(f"checkpoint {path} was not trained with stage {index + 1}'s recipe; "
                              "allowed: a checkpoint written by `python -m igkd_lib teacher`")

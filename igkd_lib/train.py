@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from .augment import to_float
 from .data import Cifar10
-from .storage import atomic_torch_save
+from .errors import NonFiniteLossError
+from .storage import atomic_torch_save, load_checkpoint
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
@@ -169,9 +170,9 @@ def device_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 def _load_checkpoint(checkpoint: Path | None, meta: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
                      average: AveragedModel | None, device: torch.device) -> tuple[int, list]:
     """``(first epoch to run, log so far)``: resumed from ``checkpoint`` when it exists and its meta matches."""
-    if checkpoint is None or not Path(checkpoint).is_file():
+    state = load_checkpoint(checkpoint, map_location=device) if checkpoint is not None else None
+    if state is None:
         return 0, []
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
     if state.get("meta") != meta:
         return 0, []
     model.load_state_dict(state["model"])
@@ -277,6 +278,9 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
         if average is not None:
             average_correct = device_correct(average.module, test_images, test_labels, eval_batch_size)
             row = {**row, "test_acc": 100.0 * int(average_correct) / len(test), "live_test_acc": row["test_acc"]}
+        if not math.isfinite(row["loss"]):  # before any checkpoint: a diverged run is never saved or cached
+            raise NonFiniteLossError(f"{desc}: the training loss became {row['loss']} in epoch {epoch + 1}; "
+                                     "lower the learning rate or check the inputs (nothing was saved)")
         log.append(row)
         done_here += 1
         _save_checkpoint(checkpoint, meta, model, optimizer, average, epoch, log)

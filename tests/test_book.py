@@ -41,11 +41,21 @@ def site(tmp_path_factory) -> Path:
     return index.parent
 
 
-def test_toc_lists_six_chapters_in_order():
+def test_toc_lists_the_chapters_in_order_after_the_findings():
     toc = book._toc_files(TOC)
     numbers = [Path(f).name[:2] for f in toc if f.startswith("notebooks/")]
-    assert numbers == ["01", "02", "03", "04", "05", "06"]
+    assert numbers == ["01", "02", "03", "04", "05", "06", "07"]
+    assert toc[0] == "book/findings"  # right after the introduction (the root)
     assert toc[-2:] == ["book/results_summary", "book/references"]
+
+
+def test_summary_pages_execute_after_every_chapter(tmp_path):
+    """The findings page reads the runs the chapters leave in the cache: it runs last, with the results summary."""
+    order = book.execution_order(book.chapters_from_toc())
+    assert sorted(order) == sorted(book.chapters_from_toc())  # every page once
+    assert [str(p) for p in order[-2:]] == ["book/findings.ipynb", "book/results_summary.ipynb"]
+    chapters = [p for p in order if p.parts[0] == "notebooks"]
+    assert chapters == sorted(chapters)  # the chapters keep their reading order
 
 
 def test_execute_rejects_a_missing_chapter(tmp_path):

@@ -50,7 +50,7 @@ def fake(monkeypatch, tmp_path):
 def test_run_one_row_and_cache(fake):
     row = experiments.run_one(fake.config, "kd_ig", 1, progress=False)
     assert row["cached"] is False and len(fake.calls) == 1
-    assert row["final_acc"] == row["log"][-1]["test_acc"] and row["best_acc"] == max(r["test_acc"] for r in row["log"])
+    assert row["final_acc"] == row["log"][-1]["test_acc"] and row["best_epoch_acc"] == max(r["test_acc"] for r in row["log"])
     for name in ("method", "seed", "epochs", "seconds", "device", "data_source", "profile", "commit", "p", "blend",
                  "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_origin", "teacher_acc"):
         assert name in row, name

@@ -1,8 +1,9 @@
-"""Reference numbers, committed results and the claims table (reproduced / not / not tested)."""
+"""Reference numbers and committed results."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from igkd_lib import reference
 
@@ -23,36 +24,12 @@ def _runs(centres: dict, seeds: int, sd: float = 0.2, p_values=()) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _status(table: pd.DataFrame, start: str) -> str:
-    return table.loc[table["claim"].str.startswith(start), "status"].item()
-
-
 def test_reference_table_has_both_sources():
     table = reference.reference_table()
     assert set(table["source"]) == {reference.SOURCE_PAPER, reference.SOURCE_OFFICIAL}
     official = table[table["source"] == reference.SOURCE_OFFICIAL].set_index("method")
-    assert official.loc["kd_ig", "mean"] == 92.02 and official.loc["baseline", "sd"] == 0.31
-
-
-def test_claims_reproduced_not_reproduced_and_not_tested():
-    good = reference.claims_table(_runs({"baseline": 90, "kd": 91, "ig": 90.8, "kd_ig": 92}, 4,
-                                        p_values=[(0.0, 91.0), (0.5, 90.0)]), "quick")
-    assert set(good["status"]) <= set(reference.CLAIM_STATUSES)
-    assert _status(good, "KD beats") == "reproduced" and _status(good, "p = 0.1") == "reproduced"
-    assert _status(good, "kd_ig reaches") == "not tested at this profile"
-    bad = reference.claims_table(_runs({"baseline": 92, "kd": 91, "ig": 90.8, "kd_ig": 90}, 4), "quick")
-    assert _status(bad, "KD beats") == "not reproduced" and _status(bad, "p = 0.1").startswith("not tested")
-    one = reference.claims_table(_runs({"baseline": 90, "kd": 91, "ig": 90.8, "kd_ig": 92}, 1), "quick")
-    assert _status(one, "KD beats") == "not tested at this profile"
-    empty = reference.claims_table(pd.DataFrame(), "smoke")
-    assert (empty["status"] == "not tested at this profile").all()
-
-
-def test_paper_profile_absolute_claim():
-    table = reference.claims_table(_runs({"kd_ig": 92.4, "baseline": 91.4}, 5), "paper")
-    assert _status(table, "kd_ig reaches") == "reproduced"
-    table = reference.claims_table(_runs({"kd_ig": 88.0, "baseline": 91.4}, 5), "paper")
-    assert _status(table, "kd_ig reaches") == "not reproduced"
+    assert official.loc["kd_ig", "mean"] == pytest.approx(92.02, abs=0.005)
+    assert official.loc["baseline", "sd"] == pytest.approx(0.305, abs=0.001)
 
 
 def test_committed_results_round_trip(tmp_path):

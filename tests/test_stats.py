@@ -34,7 +34,7 @@ def test_summarise_in_method_order_with_best_run():
     assert list(table["method"]) == list(stats.METHOD_ORDER)
     for row in table.itertuples():
         values = runs.loc[runs["method"] == row.method, "final_acc"]
-        assert row.n == 5 and row.mean == pytest.approx(values.mean()) and row.best == values.max()
+        assert row.n == 5 and row.mean == pytest.approx(values.mean()) and row.best_of_n == values.max()
         assert row.ci_low < row.mean < row.ci_high and row.note == ""
 
 
@@ -72,3 +72,49 @@ def test_compare_methods_against_baseline_and_kd():
     assert set(table.loc[table["b"] == "kd", "a"]) == {"baseline", "ig", "kd_ig"}
     only = stats.compare_methods(_runs().query("method in ['baseline', 'ig']"))
     assert list(zip(only["a"], only["b"])) == [("ig", "baseline")]
+
+
+def test_wilson_interval_known_values_and_bad_input():
+    acc, low, high = stats.wilson_interval(81, 100)
+    assert acc == 81 and (low, high) == pytest.approx((72.22, 87.49), abs=0.01)  # Wilson's textbook example
+    assert stats.wilson_interval(0, 10)[1] == pytest.approx(0.0, abs=1e-9)  # never below 0
+    assert stats.wilson_interval(10, 10)[2] == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="correct"):
+        stats.wilson_interval(11, 10)
+
+
+def test_welch_difference_matches_scipy_and_reports_power():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(92, 0.3, 10), rng.normal(91.5, 0.5, 7)
+    d = stats.welch_difference(a, b)
+    test = scipy_stats.ttest_ind(a, b, equal_var=False)
+    assert d["p"] == pytest.approx(test.pvalue) and d["difference"] == pytest.approx(a.mean() - b.mean())
+    interval = test.confidence_interval(0.95)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((interval.low, interval.high))
+    assert d["detectable"] > (d["ci_high"] - d["ci_low"]) / 2  # 80% power needs more than the half-width
+    one = stats.welch_difference([91.0], b)
+    assert math.isnan(one["ci_low"]) and "fewer than 2" in one["note"] and one["difference"] == 91.0 - b.mean()
+
+
+def test_interaction_is_the_double_difference_with_a_wider_interval():
+    arms = {"baseline": [90.0, 90.4, 90.2], "kd": [91.0, 91.4, 91.2], "ig": [90.5, 90.9, 90.7],
+            "kd_ig": [91.0, 91.4, 91.2]}
+    d = stats.interaction(arms)
+    assert d["difference"] == pytest.approx(91.2 - 91.2 - 90.7 + 90.2)  # -0.5: sub-additive
+    simple = stats.welch_difference(arms["kd_ig"], arms["kd"])
+    assert d["ci_high"] - d["ci_low"] > simple["ci_high"] - simple["ci_low"]
+    assert math.isnan(stats.interaction({**arms, "ig": [90.5]})["ci_low"])
+    with pytest.raises(ValueError, match="arms"):
+        stats.interaction({"kd": [1.0]})
+
+
+def test_holm_and_seeds_needed():
+    adjusted = stats.holm([0.01, 0.04, math.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)
+    assert adjusted[1] == pytest.approx(0.06) and math.isnan(adjusted[2])  # monotone step-down
+    # the textbook figure: sd 1, difference 1, 80% power, two-sided 5% -> 17 per arm with the t correction
+    assert stats.seeds_needed(1.0, 1.0) == 17
+    table = stats.power_table(0.35)
+    assert list(table["runs per arm"]) == sorted(table["runs per arm"], reverse=True)
+    with pytest.raises(ValueError, match="delta"):
+        stats.seeds_needed(0.3, 0.0)

@@ -57,15 +57,16 @@ def test_shipped_weights_are_verified_by_sha256(tiny_data, tmp_path):
     data = bytearray(weights.read_bytes())
     data[-100] ^= 0xFF
     weights.write_bytes(bytes(data))
-    assert load_shipped_teacher(weights) is None  # damaged: never used
+    with pytest.raises(teacher_module.WeightsError, match=card["sha256"]):  # damaged: never used
+        load_shipped_teacher(weights)
 
 
-def test_get_teacher_falls_back_to_training_when_weights_are_absent(tmp_path, monkeypatch):
+def test_get_teacher_trains_only_when_asked_and_caches_it(tmp_path, monkeypatch):
     monkeypatch.setattr(teacher_module, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
-    monkeypatch.setattr(teacher_module, "load_shipped_teacher",
-                        lambda weights=tmp_path / "absent.pt": (None if weights == tmp_path / "absent.pt"
-                                                                 else _load(weights)))
     config = make_config("smoke", n_train=32, n_test=20, cache_dir=str(tmp_path), teacher_batch_size=16)
+    with pytest.raises(teacher_module.WeightsError, match="absent.pt is absent.*teacher_source=train"):
+        get_teacher(config, progress=False)
+    config = config.replace(teacher_source="train")
     model, info = get_teacher(config, progress=False)
     assert info.origin == "trained" and not model.training
     card = json.loads(next((tmp_path / "teachers").glob("*/teacher.json")).read_text())
@@ -73,8 +74,6 @@ def test_get_teacher_falls_back_to_training_when_weights_are_absent(tmp_path, mo
     again, info_again = get_teacher(config, progress=False)  # cached: same weights, no retraining
     assert info_again.sha256 == info.sha256
 
-
-_load = teacher_module.load_shipped_teacher
 
 
 def test_an_averaged_stage_returns_the_moving_average_and_resumes_it(tiny_data, tmp_path):
@@ -177,5 +176,5 @@ def test_a_finished_shipped_stage_is_adopted_so_the_next_stage_starts_from_its_w
     assert [(r["epoch"], r["stage"]) for r in card3["log"]] == [(1, 1), (2, 1), (3, 2), (4, 3)]
     assert card3["log"][:3] == card["log"] and card3["status"] == "complete"
     weights.write_bytes(weights.read_bytes()[:-10])
-    with pytest.raises(FileNotFoundError, match="weights="):
+    with pytest.raises(teacher_module.WeightsError, match="does not verify"):
         adopt_shipped_stages(stages, cache, len(train), weights=weights)

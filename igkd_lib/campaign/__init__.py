@@ -1,0 +1,123 @@
+"""Paper-scale runs on a lent GPU: the queue, the window, and the results that accumulate.
+
+``python -m igkd_lib campaign --prepare`` readies a checkout and prints the device command;
+``campaign --budget-s S --out DIR`` is that command (trains the paper teacher if needed, the maps if
+needed, then as many queued runs as the budget finishes, as wide groups); ``campaign --ingest DIR``
+merges what came back into ``results/paper/``. ``--tiny`` runs the same path on a CPU at smoke size.
+See the README, "Runs on a GPU".
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..config import Config
+
+__all__ = ["cli", "add_arguments", "TINY"]
+
+_STARTED = time.monotonic()  # the budget counts from the import of the command, as early as it can
+# --tiny: the smoke profile's sizes on the CPU, two members of one epoch
+TINY = dict(device="cpu")
+
+
+def add_arguments(parser) -> None:
+    """The ``campaign`` subcommand's options."""
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", type=Path, help="run a window; write what comes back into this folder")
+    mode.add_argument("--ingest", type=Path, metavar="DIR", help="merge a window's returned folder into results/")
+    mode.add_argument("--prepare", action="store_true", help="ready .window/ and print the device command")
+    parser.add_argument("--budget-s", type=float, default=540.0, help="seconds the window may use (default 540)")
+    parser.add_argument("--commit", default="unknown", help="the checkout's commit (.git does not travel)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the same path on the CPU at smoke size (2 members, 1 epoch)")
+    parser.add_argument("--max-group", type=int, default=16, help="most runs in one wide group (default 16)")
+    parser.add_argument("--max-runs", type=int, default=None, help="most runs this window starts")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: cache_dir/campaign)")
+    parser.add_argument("--results", type=Path, default=None, help="results folder (default: the checkout's results/)")
+    parser.add_argument("--teacher-weights", type=Path, default=None,
+                        help="the paper teacher's weights file (default: the package's; --tiny: one in --work)")
+    parser.add_argument("--resume-dir", type=Path, default=None,
+                        help="where an unfinished teacher's resume files wait (default: .window/resume)")
+
+
+def cli(config: Config, args) -> int:
+    """Dispatch ``--prepare``, ``--ingest`` or a window (``--out``); errors exit 2 with a clear message."""
+    try:
+        if args.prepare:
+            return _prepare(args)
+        if args.ingest is not None:
+            return _ingest(config, args)
+        return _window(config, args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _paths(config: Config, args, tiny: bool) -> dict:
+    from .ingest import CHECKOUT, RESULTS_DIR
+    from .paper_teacher import PAPER_WEIGHTS
+
+    work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
+    if tiny:
+        return {"work": work, "teacher_weights": args.teacher_weights or work / "teacher.pt",
+                "resume_dir": args.resume_dir or work / "resume", "results_dir": args.results}
+    return {"work": work, "teacher_weights": args.teacher_weights or PAPER_WEIGHTS,
+            "resume_dir": args.resume_dir or CHECKOUT / ".window" / "resume",
+            "results_dir": args.results or RESULTS_DIR}
+
+
+def _window(config: Config, args) -> int:
+    from .budget import Clock
+    from .window import WindowOptions, run_window
+
+    if args.tiny:
+        config = _tiny(config)
+    paths = _paths(config, args, args.tiny)
+    if args.max_group < 1 or (args.max_runs is not None and args.max_runs < 1):
+        raise ValueError(f"--max-group={args.max_group} / --max-runs={args.max_runs} are not allowed; allowed: >= 1")
+    options = WindowOptions(out=args.out, commit=args.commit, tiny=args.tiny,
+                            max_group=2 if args.tiny else args.max_group, max_runs=args.max_runs, **paths)
+    config = config.replace(ig_precision="fp32") if config.ig_precision == "auto" else config
+    return run_window(config, options, Clock(args.budget_s, _STARTED))
+
+
+def _tiny(config: Config) -> Config:
+    from ..config import make_config
+
+    return make_config("smoke", cache_dir=config.cache_dir, **TINY)
+
+
+def _ingest(config: Config, args) -> int:
+    from ..data import load_splits
+    from ..storage import read_json
+    from .ingest import ingest
+    from .results import WINDOW_FILE
+
+    meta = read_json(args.ingest / WINDOW_FILE) if (args.ingest / WINDOW_FILE).is_file() else {}
+    tiny = bool(meta.get("tiny")) or args.tiny
+    if tiny:
+        if args.results is None:
+            raise ValueError(f"{args.ingest} holds a --tiny window; allowed: ingest it with --results DIR "
+                             "(never into the committed results)")
+        config = _tiny(config)
+    paths = _paths(config, args, tiny)
+    test = load_splits(config)[1]
+    report = ingest(args.ingest, paths["results_dir"], paths["teacher_weights"], paths["resume_dir"], test)
+    for name, value in report.items():
+        print(f"{name}: {value}")
+    return 0
+
+
+def _prepare(args) -> int:
+    from .prepare import BUDGET_S, TIMEOUT_S, device_command, prepare
+
+    ready = prepare()
+    print(f"ready: {ready['bytes'] / 2**20:.1f} MiB travel (limit 64 MiB); commit {ready['commit']}")
+    print("\nrun on the device (tool `run`), then ingest:")
+    print(f"  kind:      nvidia-h200 (preferred for its memory bandwidth; nvidia-h100-x1 also works)")
+    print(f"  timeout_s: {TIMEOUT_S}")
+    print(f"  carry:     {ready['carry']}")
+    print(f"  command:   {device_command(ready['commit'], BUDGET_S)}")
+    print("\nthen: python -m igkd_lib campaign --ingest <files_at folder of the reply>")
+    return 0

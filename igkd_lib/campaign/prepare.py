@@ -1,0 +1,84 @@
+"""Prepare a GPU window from a checkout: what travels, its size, and the exact command to run there.
+
+The device machine receives the checkout's tracked and untracked-not-ignored files plus the paths
+named in ``carry`` (64 MiB in all), has no internet and no package registry, and runs its own
+``python3`` (torch, torchvision, numpy, Pillow). So the packed CIFAR-10 file is copied into the
+git-ignored ``.window/data``, an unfinished teacher's resume files wait in ``.window/resume``, and a
+copy of tqdm (pure Python) goes to ``.window/site``, used only if the device's python3 lacks it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..data import find_offline_copy
+from ..data_packed import PACKED_NAME, WINDOW_DATA, packed_file
+from ..storage import atomic_path, sha256_file
+from .ingest import CHECKOUT
+
+__all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "TIMEOUT_S", "BUDGET_S"]
+
+LIMIT_BYTES = 64 * 2**20
+WINDOW = Path(".window")
+TIMEOUT_S = 590  # the device command's limit (one command may run 600 s)
+BUDGET_S = 540  # the campaign's own budget: python's start (~10 s) and ~40 s to write results fit in between
+CARRY = (str(WINDOW / "data"), str(WINDOW / "resume"), str(WINDOW / "site"))
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
+def travelling_bytes(root: Path, carry: tuple = CARRY) -> int:
+    """Bytes that travel: tracked and untracked-not-ignored files, plus the ``carry`` paths."""
+    names = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    files = [root / n for n in names if n and (root / n).is_file() and not (root / n).is_symlink()]
+    for path in carry:
+        base = root / path
+        files += [p for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
+    return sum(p.stat().st_size for p in files)
+
+
+def _copy_if_changed(source: Path, target: Path) -> None:
+    if target.is_file() and sha256_file(target) == sha256_file(source):
+        return
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def prepare(root: Path = CHECKOUT) -> dict:
+    """Fill ``.window/`` and check the size; returns the commit, the carry list and the bytes that travel."""
+    root = Path(root)
+    if "/.window/" not in (root / ".gitignore").read_text().split():
+        raise ValueError(f"{root / '.gitignore'} does not ignore /.window/; allowed: a checkout of this project")
+    offline = find_offline_copy()
+    source = packed_file(offline) if offline is not None else None
+    if source is None:
+        raise ValueError(f"{PACKED_NAME} was not found (set IGKD_CIFAR10_OFFLINE to the folder holding it, "
+                         "e.g. ../shared/data/fallback-cifar10)")
+    _copy_if_changed(source, root / WINDOW_DATA / PACKED_NAME)
+    tqdm_spec = importlib.util.find_spec("tqdm")
+    if tqdm_spec is not None and tqdm_spec.submodule_search_locations:
+        site = root / WINDOW / "site" / "tqdm"
+        shutil.rmtree(site, ignore_errors=True)
+        shutil.copytree(list(tqdm_spec.submodule_search_locations)[0], site,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (root / WINDOW / "resume").mkdir(parents=True, exist_ok=True)
+    size = travelling_bytes(root)
+    if size > LIMIT_BYTES:
+        raise ValueError(f"{size / 2**20:.1f} MiB would travel, above the device's 64 MiB; allowed: at most 64 MiB "
+                         "(remove large untracked files, or commit less)")
+    commit = _git(root, "rev-parse", "--short=12", "HEAD").strip()
+    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no").strip())
+    return {"commit": commit + ("-dirty" if dirty else ""), "carry": list(CARRY), "bytes": size}
+
+
+def device_command(commit: str, budget_s: int = BUDGET_S) -> str:
+    """The one shell command the device runs (in the checkout's root, with ``$OUT`` set)."""
+    return ("set -o pipefail; export PYTHONUNBUFFERED=1 IGKD_OFFLINE=1 PYTHONPATH=$PWD; "
+            "python3 -c 'import tqdm' 2>/dev/null || export PYTHONPATH=$PWD:$PWD/.window/site; "
+            "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; "
+            f"python3 -m igkd_lib campaign --budget-s {budget_s} --out $OUT --commit {commit} 2>&1 "
+            "| tee $OUT/log.txt")

@@ -1,0 +1,290 @@
+"""One GPU window: data, the paper teacher, the maps, then as many queued runs as the budget finishes.
+
+:func:`run_window` is what ``python -m igkd_lib campaign --budget-s S --out DIR`` runs on the device
+(and, with ``--tiny``, on a CPU at smoke size: the same code path). It imports nothing beyond torch,
+torchvision, numpy, Pillow and tqdm (the device image has no package registry).
+"""
+from __future__ import annotations
+
+import datetime
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import Config
+from ..data import SOURCE_LABELS, load_splits
+from ..maps import get_maps, maps_precision, model_sha256, throughput
+from ..provenance import device_name, resolve_device
+from ..experiments import run_precision
+from ..storage import read_json
+from ..teacher import load_shipped_teacher
+from .. import wide
+from .admission import Rate, calibrate, group_seconds
+from .budget import Clock
+from .ingest import done_keys
+from .maps_check import bf16_agreement
+from .paper_teacher import join_checkpoint, measured_accuracy, ship_to, split_checkpoint, train_in_window
+from .queue import TRAINER, compatible_runs, entry_config, entry_key, maps_signature, paper_queue, uses_maps
+from .results import WindowResults, summary_lines
+
+__all__ = ["WindowOptions", "run_window"]
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """What one window does: output folder, scratch folder, paths that travel, limits."""
+
+    out: Path
+    work: Path
+    teacher_weights: Path
+    resume_dir: Path
+    results_dir: Path | None
+    commit: str = "unknown"
+    tiny: bool = False
+    max_group: int = 16
+    max_runs: int | None = None
+    reserve_s: float = 15.0  # seconds kept free at the end (writing results, the summary)
+    calibration_steps: int = 24
+
+
+def run_window(config: Config, options: WindowOptions, clock: Clock) -> int:
+    """Run the window; returns 0 when it ended cleanly (whatever it managed to run)."""
+    device = resolve_device(config.device)
+    _settle(device)
+    results = WindowResults(options.out, _provenance(config, options, device, clock))
+    with clock.phase("data"):
+        train, test = load_splits(config)
+    results.write_meta(data_source=SOURCE_LABELS[train.source], n_train=len(train), n_test=len(test))
+    print(f"data: {SOURCE_LABELS[train.source]} ({len(train)} train / {len(test)} test), "
+          f"{clock.elapsed():.1f} s", flush=True)
+    with clock.phase("teacher"):
+        teacher, sha = _teacher_phase(config, options, results, train, test, device, clock)
+    if teacher is not None:
+        _students_phase(config, options, results, teacher, sha, train, test, device, clock)
+    return _finish(results, clock, len(train))
+
+
+# --------------------------------------------------------------------------- provenance
+def _settle(device: torch.device) -> None:
+    """cudnn autotuning on CUDA (nondeterministic: bit-exact resume is a CPU promise)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def _provenance(config: Config, options: WindowOptions, device: torch.device, clock: Clock) -> dict:
+    cuda = device.type == "cuda"
+    return {
+        "window": datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{options.commit}",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": options.commit, "profile": config.profile, "tiny": options.tiny, "budget_s": clock.budget_s,
+        "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
+        "tf32": _tf32() if cuda else None,
+        "precision": run_precision(device), "maps_precision": maps_precision(config, device),
+        "trainer": TRAINER, "trainer_module": (wide.__doc__ or "").strip().splitlines()[0],
+        "config": config.to_dict(),
+    }
+
+
+def _tf32() -> dict:
+    """Whether float32 matrix products and convolutions may use TF32 on this CUDA device (as torch reports it)."""
+    names = {"matmul": torch.backends.cuda.matmul, "cudnn": torch.backends.cudnn}
+    return {name: getattr(backend, "allow_tf32", None) for name, backend in names.items()}
+
+
+# --------------------------------------------------------------------------- teacher
+def _teacher_phase(config, options, results, train, test, device, clock):
+    """The installed paper teacher (accuracy measured again here), or train / resume it now."""
+    installed = load_shipped_teacher(options.teacher_weights)
+    if installed is None and options.teacher_weights.is_file():
+        raise ValueError(f"teacher weights {options.teacher_weights} do not match their card's SHA-256; allowed: "
+                         "the installed files as committed (restore them; a damaged teacher is never replaced)")
+    if installed is not None:
+        model, card = installed
+        model = model.to(device).eval()
+        accuracy = measured_accuracy(model, test)
+        print(f"teacher: installed {options.teacher_weights.name}, card {card['test_accuracy']:.2f}%, "
+              f"measured here {accuracy:.2f}%", flush=True)
+        results.write_meta(teacher={"status": "installed", "sha256": card["sha256"],
+                                    "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
+        return model, card["sha256"]
+    checkpoint = options.work / "teacher" / "checkpoint.pt"
+    if not checkpoint.is_file():
+        manifest = options.resume_dir / "manifest.json"
+        hashes = read_json(manifest).get("sha256") if manifest.is_file() else None
+        if join_checkpoint(options.resume_dir, checkpoint, hashes):
+            print(f"teacher: resuming from {options.resume_dir}", flush=True)
+    result = train_in_window(config, train, test, device, checkpoint, lambda: clock.left() - options.reserve_s)
+    if result is None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint.is_file() else None
+        done = len(state["log"]) if state else 0
+        hashes = split_checkpoint(checkpoint, options.out) if state else {}
+        print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written",
+              flush=True)
+        results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes})
+        return None, None
+    card = ship_to(result, config, train.source, device, options.out, options.commit)
+    model = result.model.to(device).eval()
+    accuracy = measured_accuracy(model, test)
+    print(f"teacher: finished, {card['test_accuracy']:.2f}% in its log, measured again {accuracy:.2f}%", flush=True)
+    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"],
+                                "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
+    return model, card["sha256"]
+
+
+# --------------------------------------------------------------------------- students
+def _students_phase(config, options, results, teacher, sha, train, test, device, clock):
+    done = done_keys(options.results_dir, config.profile)
+    keyed = [(entry, entry_key(config, entry, sha, train, test, device)) for entry in paper_queue()]
+    pending = [(e, k) for e, k in keyed if k not in done]
+    results.write_meta(queue={"length": len(keyed), "done_before": len(keyed) - len(pending)})
+    print(f"queue: {len(keyed)} runs, {len(keyed) - len(pending)} done before this window", flush=True)
+    maps, started, calibrations, groups = {}, 0, [], []  # maps: maps_signature -> (N, H, W) maps
+    while pending and (options.max_runs is None or started < options.max_runs):
+        limit = options.max_group if options.max_runs is None else min(options.max_group, options.max_runs - started)
+        with clock.phase("admission"):
+            admitted = _admit(config, options, pending, limit, maps, teacher, train, test, device, clock,
+                              calibrations)
+        results.write_meta(calibration=calibrations)
+        if admitted is None:
+            break
+        group, predicted = admitted
+        readers = [e for e, _ in group if uses_maps(config, e)]
+        signature = maps_signature(config, readers[0]) if readers else None
+        if readers and signature not in maps:
+            maps[signature] = _maps_phase(entry_config(config, readers[0]), options, results, teacher, train, clock)
+        with clock.phase("training") as phase:
+            _train(config, options, results, group, teacher, maps.get(signature), sha, train, test, device, clock)
+        seconds = clock.spent["training"] - phase.before
+        groups.append({"members": len(group), "predicted_s": predicted, "seconds": seconds})
+        results.write_meta(groups=groups)
+        started += len(group)
+        pending = [(e, k) for e, k in pending if (e, k) not in group]
+
+
+def _admit(config, options, pending, limit, maps_done, teacher, train, test, device, clock, calibrations):
+    """The largest group of the next compatible queued runs predicted to finish in the time left, or None.
+
+    Runs that need the maps come first in queue order; when no group with them fits (maps included),
+    the next runs without maps are tried. ``maps_done``: the maps computed so far, by signature.
+    """
+    compatible, anchor = compatible_runs(config, pending)
+    maps_ready = anchor is None or anchor in maps_done
+    tries = [compatible]
+    if not maps_ready:
+        tries.append([(e, k) for e, k in compatible if not uses_maps(config, e)])
+    for candidates in tries:
+        size = min(limit, len(candidates))
+        while size >= 1:
+            if clock.left() - options.reserve_s <= _last_cost(calibrations):
+                print("admission: too little time left to measure another group", flush=True)
+                return None
+            group = candidates[:size]
+            rate = _calibrate(config, options, group, teacher, train, test, device)
+            needs_maps = not maps_ready and any(uses_maps(config, e) for e, _ in group)
+            c = entry_config(config, group[0][0])
+            training = group_seconds(rate, c.student_epochs, len(train), len(test))
+            reader = next((e for e, _ in group if uses_maps(config, e)), group[0][0])
+            maps_s = _maps_seconds(entry_config(config, reader), teacher, train) if needs_maps else 0.0
+            predicted = training + maps_s
+            left = clock.left() - options.reserve_s
+            calibrations.append({"members": size, "students_images_per_s": rate.students_images_per_s,
+                                 "overhead_s": rate.overhead_s, "calibration_s": rate.calibration_s,
+                                 "predicted_s": predicted, "left_s": left,
+                                 "with_maps": needs_maps, "admitted": predicted <= left})
+            print(f"admission: {size} run(s){' + maps' if needs_maps else ''} predicted {predicted:.0f} s, "
+                  f"{left:.0f} s left ({rate.students_images_per_s:.0f} students·images/s)", flush=True)
+            if predicted <= left:
+                return group, predicted
+            size = _smaller(size, training, maps_s, left)
+    print("admission: no queued run finishes in the time left", flush=True)
+    return None
+
+
+def _smaller(size: int, training_s: float, maps_s: float, left: float) -> int:
+    """The next group size worth measuring: halved until it might fit. Fewer members never train more
+    students·images/s in total, so a group of ``k`` needs at least ``training_s * k / size``."""
+    smaller = size // 2
+    while smaller >= 1 and training_s * smaller / size + maps_s > left:
+        smaller //= 2
+    return smaller
+
+
+def _last_cost(calibrations: list) -> float:
+    """Seconds the last calibration took (the cost of measuring one more group), 0 before the first."""
+    return calibrations[-1]["calibration_s"] if calibrations else 0.0
+
+
+def _calibrate(config, options, group, teacher, train, test, device) -> Rate:
+    members = [wide.Member(entry_config(config, e), e.method, e.seed) for e, _ in group]
+    # random maps of the right shape: only the timing matters here
+    needs_maps = any(uses_maps(config, e) for e, _ in group)
+    probe_maps = torch.rand(len(train), *train.images.shape[-2:]) if needs_maps else None
+    steps = 1 if options.tiny else options.calibration_steps
+    return calibrate(members, teacher=teacher, maps=probe_maps, train=train, test=test, device=device, steps=steps)
+
+
+_MAPS_RATE: dict = {}
+
+
+def _maps_seconds(config, teacher, train) -> float:
+    """Predicted seconds of the maps of ``train`` (points/s measured once on a few images)."""
+    if "points_per_s" not in _MAPS_RATE:
+        probe = train.subset(torch.arange(min(64, len(train))))
+        _MAPS_RATE["points_per_s"] = throughput(config, teacher, probe)
+    return 1.1 * len(train) * config.ig_steps / _MAPS_RATE["points_per_s"]
+
+
+def _maps_phase(config, options, results, teacher, train, clock) -> torch.Tensor:
+    with clock.phase("maps"):
+        if config.ig_precision == "bf16":
+            agreement = bf16_agreement(config, teacher, train)
+            print(f"maps: bf16 vs fp32 on {agreement['images']} images: Spearman {agreement['spearman_mean']:.4f} "
+                  f"(min {agreement['spearman_min']:.4f}), max relative difference {agreement['max_rel_diff']:.3g}",
+                  flush=True)
+            results.write_meta(maps_agreement=agreement)
+        found = get_maps(config, teacher=teacher, train=train, progress=False)
+    print(f"maps: {len(found.maps)} images, {found.seconds:.1f} s ({'cache' if found.from_cache else 'computed'})",
+          flush=True)
+    results.write_meta(maps={"seconds": found.seconds, "key": found.key, "precision": config.ig_precision})
+    return found.maps
+
+
+def _train(config, options, results, group, teacher, maps, sha, train, test, device, clock) -> None:
+    fields = {"device": results.meta["device"], "device_type": device.type, "precision": results.meta["precision"],
+              "trainer": TRAINER, "data_source": train.source, "profile": config.profile, "commit": options.commit,
+              "teacher_origin": "paper" if config.profile == "paper" else "campaign", "teacher_sha256": sha,
+              "teacher_acc": results.meta["teacher"]["measured_accuracy"], "window": results.meta["window"]}
+    for entry, key in group:
+        results.start(entry, key, config, fields)
+    members = [wide.Member(entry_config(config, e), e.method, e.seed) for e, _ in group]
+
+    def on_epoch(index: int, row: dict) -> None:
+        entry, key = group[index]
+        results.epoch(key, row)
+        print(f"{entry.method} seed {entry.seed} {entry.variant} epoch {row['epoch']}: test {row['test_acc']:.2f}% "
+              f"({row['images_per_s']:.0f} img/s)", flush=True)
+
+    group_maps = maps if any(uses_maps(config, e) for e, _ in group) else None
+    trained = wide.train_group(members, teacher=teacher, maps=group_maps, train=train, test=test, device=device,
+                               progress=False, on_epoch=on_epoch, should_stop=lambda: clock.left() < options.reserve_s)
+    for (entry, key), result in zip(group, trained):
+        if result.model is not None:
+            results.weights(key, model_sha256(result.model), getattr(result, "info", None))
+
+
+def _finish(results: WindowResults, clock: Clock, n_train: int) -> int:
+    complete, partial = results.counts()
+    images = sum(run["row"]["epochs"] * run["row"]["n_train"] for run in results.runs.values())
+    student_s = clock.spent.get("training", 0.0)
+    summary = {"runs finished": complete, "runs partial (not counted)": partial,
+               "students·images/s": images / student_s if student_s > 0 else 0.0,
+               "seconds per finished run": student_s / complete if complete else 0.0,
+               **{f"seconds: {name}": seconds for name, seconds in clock.spent.items()},
+               "seconds: total": clock.elapsed(), "budget (s)": clock.budget_s}
+    results.write_meta(summary=summary, spent=clock.spent)
+    print("\n".join(summary_lines(summary)), flush=True)
+    return 0

@@ -1,0 +1,57 @@
+"""The campaign window end to end on the CPU (--tiny: the device's code path at smoke size), then ingest.
+
+Runs with the registry-free imports of the device machine: pandas, scipy, captum, matplotlib and
+seaborn are blocked in the window's process.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from igkd_lib.campaign.ingest import read_runs
+from igkd_lib.data import find_offline_copy
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKED = ("pandas", "scipy", "captum", "matplotlib", "seaborn")
+_RUN = ("import sys; sys.modules.update({name: None for name in %r}); from igkd_lib.cli import main; "
+        "sys.exit(main(sys.argv[1:]))" % (BLOCKED,))
+
+
+def _campaign(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IGKD_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", _RUN, "campaign", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_offline_copy() is None, reason="the offline CIFAR-10 copy is not beside the repository")
+def test_tiny_window_then_ingest(tmp_path):
+    out, work, results = tmp_path / "out", tmp_path / "work", tmp_path / "results"
+    common = ["--work", str(work), "--results", str(results)]
+    run = _campaign("--tiny", "--budget-s", "1800", "--max-runs", "2", "--out", str(out), "--commit", "abc123", *common)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.rstrip().splitlines()[-1].startswith("budget (s)")  # the summary is printed last
+    assert "runs finished" in run.stdout and "students·images/s" in run.stdout
+    meta = json.loads((out / "window.json").read_text())
+    assert meta["tiny"] and meta["commit"] == "abc123" and meta["precision"] == "fp32" and meta["trainer"] == "wide"
+    assert meta["teacher"]["status"] == "finished" and meta["summary"]["runs finished"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [(r["row"]["method"], r["row"]["status"]) for r in runs] == [("baseline", "complete"), ("kd", "complete")]
+    assert all(len(r["log"]) == 1 and len(r["row"]["weights_sha256"]) == 64 for r in runs)
+
+    refused = _campaign("--ingest", str(out))  # a tiny window never goes into the committed results
+    assert refused.returncode == 2 and "--tiny window" in refused.stderr
+    ingested = _campaign("--ingest", str(out), *common)
+    assert ingested.returncode == 0, ingested.stderr[-3000:]
+    assert "runs_added: 2" in ingested.stdout and (work / "teacher.pt").is_file()
+    card = json.loads((work / "teacher.json").read_text())
+    assert "device_test_accuracy" in card and "float32 CPU" in card["measured_on"]
+    rows = read_runs(results / "smoke" / "runs.csv")
+    assert sorted(r["run_key"] for r in rows) == sorted(r["row"]["run_key"] for r in runs)
+    again = _campaign("--ingest", str(out), *common)
+    assert again.returncode == 0 and "runs_added: 0" in again.stdout
+    assert len(read_runs(results / "smoke" / "runs.csv")) == 2

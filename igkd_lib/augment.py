@@ -3,6 +3,11 @@
 Crop (zero padding) and horizontal flip are one gather with per-image offsets, so an IG map goes
 through exactly the same transform as its image. The overlay blends each chosen image with its
 (randomly sharpened, min-max normalised) map. See chapter 3 ("Overlay augmentation").
+
+Training draws an epoch's randomness ahead in one go (:func:`epoch_draws`): the shuffle, crops and flips
+from the epoch's generator, the overlay's mask and exponents from a generator of their own, so one
+seed gives every method the same shuffles, crops and flips (paired arms). :func:`draws_batch` turns a
+batch's draws into the student's input, for one run or for many runs' rows side by side.
 """
 from __future__ import annotations
 
@@ -12,25 +17,38 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["crop_flip_indices", "apply_crop_flip", "random_crop_flip", "to_float", "overlay",
-           "normalise_maps", "draw_exponents", "student_batch"]
+           "normalise_maps", "draw_exponents", "student_batch", "draw_crops", "draw_overlay", "epoch_draws",
+           "overlay_generator", "draws_batch", "DRAW_KEYS"]
+
+# The per-image random draws of a student batch (see :func:`epoch_draws`).
+DRAW_KEYS = ("offset_y", "offset_x", "flipped", "overlay_u", "exponents")
 
 
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 in [0, 1]."""
-    return images_uint8.float().div_(255.0)
+    """uint8 (N, C, H, W) -> floats in [0, 1] (torch's default dtype: float32 unless a test chose float64)."""
+    return images_uint8.to(torch.get_default_dtype()).div_(255.0)
+
+
+def draw_crops(n: int, padding: int, flip: bool, generator: torch.Generator | None) -> dict:
+    """Crop offsets and flips of ``n`` images on the CPU: offset_y, offset_x (n,) int64, flipped (n,) bool."""
+    offset_y = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    offset_x = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    return {"offset_y": offset_y, "offset_x": offset_x, "flipped": flipped}
+
+
+def _indices(offset_y: torch.Tensor, offset_x: torch.Tensor, flipped: torch.Tensor, size: int):
+    ramp = torch.arange(size, device=offset_y.device).unsqueeze(0)
+    rows = offset_y.view(-1, 1) + ramp
+    cols = torch.where(flipped.view(-1, 1), offset_x.view(-1, 1) + size - 1 - ramp, offset_x.view(-1, 1) + ramp)
+    return rows, cols
 
 
 def crop_flip_indices(n: int, size: int, padding: int, flip: bool, generator: torch.Generator | None,
                       device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column indices (N, size) into the padded images; a flipped image reads its columns backwards."""
-    offset_y = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator)
-    offset_x = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator)
-    ramp = torch.arange(size).unsqueeze(0)
-    rows = offset_y + ramp
-    cols = offset_x + ramp
-    if flip:
-        flipped = torch.rand(n, 1, generator=generator) < 0.5
-        cols = torch.where(flipped, offset_x + size - 1 - ramp, cols)
+    crops = draw_crops(n, padding, flip, generator)
+    rows, cols = _indices(crops["offset_y"], crops["offset_x"], crops["flipped"], size)
     return rows.to(device), cols.to(device)
 
 
@@ -94,9 +112,8 @@ def overlay(images: torch.Tensor, maps: torch.Tensor, *, p: float, blend: float,
         raise ValueError(f"maps of shape {tuple(maps.shape)} do not match images of shape {tuple(images.shape)}; "
                          "allowed: maps (N, H, W) or (N, 1, H, W) with the images' N, H, W")
     n = images.shape[0]
-    mask = torch.rand(n, generator=generator) < p
-    exponents = draw_exponents(n, exponent_low, exponent_high, generator)
-    mask = mask.to(images.device)
+    draws = draw_overlay(n, exponent_low, exponent_high, generator)
+    mask, exponents = (draws["overlay_u"] < p).to(images.device), draws["exponents"]
     if p == 0 or blend == 0:
         out = images
     else:
@@ -105,24 +122,80 @@ def overlay(images: torch.Tensor, maps: torch.Tensor, *, p: float, blend: float,
     return (out, mask) if return_mask else out
 
 
-def student_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, config, generator: torch.Generator | None
-                  ) -> torch.Tensor:
+def draw_overlay(n: int, low: float, high: float, generator: torch.Generator | None) -> dict:
+    """The overlay's draws for ``n`` images on the CPU: overlay_u (n,) (chosen when < p), exponents (n,)."""
+    overlay_u = torch.rand(n, generator=generator)
+    return {"overlay_u": overlay_u, "exponents": draw_exponents(n, low, high, generator)}
+
+
+def overlay_generator(seed: int, epoch: int) -> torch.Generator:
+    """The overlay's own CPU generator of one epoch (apart from the shuffle's, crops' and flips')."""
+    return torch.Generator().manual_seed(0x5EED_0F_0E7A + seed * 1_000_033 + epoch)
+
+
+def epoch_draws(n: int, config, generator: torch.Generator, overlay_gen: torch.Generator) -> dict:
+    """An epoch's randomness on the CPU, drawn in one go; every tensor (n,), indexed by the epoch's position.
+
+    ``order`` (the shuffle), then crops and flips, from ``generator``; the overlay's ``overlay_u`` and
+    ``exponents`` from ``overlay_gen``, so a method with an overlay shuffles, crops and flips exactly
+    like one without.
+    """
+    order = torch.randperm(n, generator=generator)
+    crops = draw_crops(n, config.crop_padding, config.flip, generator)
+    return {"order": order, **crops, **draw_overlay(n, config.exponent_low, config.exponent_high, overlay_gen)}
+
+
+def draws_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, draws: dict, *, padding: int,
+                p: torch.Tensor | float, blend: torch.Tensor | float, aligned: torch.Tensor | bool = True
+                ) -> torch.Tensor:
+    """Student input x (N, 3, H, W) in [0, 1] from uint8 images (N, 3, H, W) and their draws (N,) each.
+
+    ``maps`` (N, H, W) or None (no overlay). ``p``, ``blend`` and ``aligned`` (the map follows its
+    image's crop and flip, else it is used as stored: the official code's fault) are numbers, or
+    (N,) tensors when the rows belong to several runs. Image i is overlaid when ``overlay_u[i] < p[i]``.
+    """
+    size = images_uint8.shape[-1]
+    rows, cols = _indices(draws["offset_y"], draws["offset_x"], draws["flipped"], size)
+    x = apply_crop_flip(to_float(images_uint8), rows, cols, padding)
+    if maps is None:
+        return x
+    n = x.shape[0]
+    if isinstance(aligned, torch.Tensor):
+        identity = torch.arange(padding, padding + size, device=x.device).expand(n, size)
+        rows, cols = (torch.where(aligned.view(-1, 1), index, identity) for index in (rows, cols))
+    elif not aligned:
+        rows = cols = torch.arange(padding, padding + size, device=x.device).expand(n, size)
+    maps = apply_crop_flip(maps.reshape(n, 1, size, size), rows, cols, padding)
+    if isinstance(blend, torch.Tensor):  # 1 - blend in the knobs' own precision, as for a Python number
+        keep, blend = ((1.0 - blend).view(-1, 1, 1, 1).to(x.dtype), blend.view(-1, 1, 1, 1).to(x.dtype))
+    else:
+        keep, blend = 1.0 - float(blend), float(blend)
+    p = p.view(-1, 1, 1, 1).to(x.dtype) if isinstance(p, torch.Tensor) else float(p)
+    blended = keep * x + blend * normalise_maps(maps, draws["exponents"]).to(x.dtype)
+    return torch.where(draws["overlay_u"].view(-1, 1, 1, 1) < p, blended, x)
+
+
+def student_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, config, generator: torch.Generator | None,
+                  overlay_gen: torch.Generator | None = None) -> torch.Tensor:
     """One student batch: uint8 (N, 3, H, W) -> float, crop + flip, IG overlay -> x (N, 3, H, W) in [0, 1].
 
     ``config.map_alignment == "aligned"``: the map goes through its image's crop and flip (one joint
     gather). ``"official"``: the official code's fault, the map is neither cropped nor flipped.
-    ``maps`` (N, H, W) or (N, 1, H, W) are the batch's maps, or None when ``config.p == 0``.
+    ``maps`` (N, H, W) or (N, 1, H, W) are the batch's maps, or None when ``config.p == 0``. Crops and
+    flips are drawn from ``generator``, then the overlay's mask and exponents from ``overlay_gen``
+    (default: ``generator``).
     """
-    x = to_float(images_uint8)
-    if maps is None or config.p == 0:
-        return random_crop_flip(x, padding=config.crop_padding, flip=config.flip, generator=generator)
-    maps = maps.unsqueeze(1) if maps.dim() == 3 else maps
-    if config.map_alignment == "aligned":
-        x, maps = random_crop_flip(x, maps, padding=config.crop_padding, flip=config.flip, generator=generator)
-    else:
-        x = random_crop_flip(x, padding=config.crop_padding, flip=config.flip, generator=generator)
-    return overlay(x, maps, p=config.p, blend=config.blend, exponent_low=config.exponent_low,
-                   exponent_high=config.exponent_high, generator=generator)
+    _check_fraction("p", config.p)
+    _check_fraction("blend", config.blend)
+    n, device = images_uint8.shape[0], images_uint8.device
+    draws = draw_crops(n, config.crop_padding, config.flip, generator)
+    use_maps = maps is not None and config.p > 0
+    if use_maps:
+        draws |= draw_overlay(n, config.exponent_low, config.exponent_high,
+                              generator if overlay_gen is None else overlay_gen)
+    return draws_batch(images_uint8, maps.to(device) if use_maps else None,
+                       {k: v.to(device) for k, v in draws.items()}, padding=config.crop_padding, p=config.p,
+                       blend=config.blend, aligned=config.map_alignment == "aligned")
 
 
 def _check_fraction(name: str, value: float) -> None:

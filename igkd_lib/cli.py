@@ -33,6 +33,7 @@ _BENCHES = {
     "ig": ("igkd_lib.bench.ig", "IG engine against captum and the forward+backward floor (points/s)"),
     "train": ("igkd_lib.bench.training", "student KD+IG training throughput against the floor and the official design"),
     "latency": ("igkd_lib.bench.latency", "teacher and student latency and throughput, with deployment variants"),
+    "campaign": ("igkd_lib.bench.campaign", "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
 }
 _METHODS = ("baseline", "kd", "ig", "kd_ig")
 

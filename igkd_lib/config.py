@@ -30,6 +30,7 @@ TEACHER_SOURCES = ("shipped", "train")
 # where the overlay maps come from (igkd_lib.map_sources); "ig" is the paper's
 MAP_SOURCES = ("ig", "ig_untrained", "ig_weak", "grad_x_input", "smoothgrad", "sobel", "constant")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
+TRAIN_COMPILES = ("none", "compile", "cudagraph")
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0
 MAX_LR = 10.0
@@ -80,6 +81,9 @@ class Config:
     student_normalise: bool = False  # the official student takes raw [0, 1] pixels
     crop_padding: int = 4
     flip: bool = True
+    # student step: eager ("none"), torch.compile, or torch.compile with CUDA-graph capture (CUDA only);
+    # a failing choice falls back to eager and the run records what ran
+    train_compile: str = "none"
     eval_batch_size: int = 500
     bn_recalibrate: bool = False  # recompute BatchNorm statistics on clean training images before each evaluation
     # integrated gradients
@@ -224,6 +228,7 @@ def _validate(c: Config) -> None:
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
         teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS, map_source=MAP_SOURCES,
+        train_compile=TRAIN_COMPILES,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

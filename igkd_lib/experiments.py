@@ -28,12 +28,12 @@ __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key"
            "ablation_variants", "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli", "run_files"]
 
 # Bump when a change of the training code makes cached runs stale.
-RUN_VERSION = 1
+RUN_VERSION = 2  # 2: the overlay draws from its own generator (paired arms); epoch draws made ahead
 
 # Fields that change a student run, grouped by what uses them.
 _DATA_FIELDS = ("data_source", "n_train", "n_test", "subset_seed")
 _STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
-                   "student_normalise", "crop_padding", "flip")
+                   "student_normalise", "crop_padding", "flip", "train_compile")
 _KD_FIELDS = ("temperature", "teacher_logits")
 _MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "map_views", "shuffle_maps",
                "ig_steps", "ig_method", "ig_baseline", "ig_target")

@@ -2,11 +2,14 @@
 
 The student (the teacher's ``features[:-cut]``) is trained with Adam at a constant rate (the paper).
 Each batch is cropped, flipped and overlaid with its IG maps on the training device
-(:func:`igkd_lib.augment.student_batch`); with ``alpha > 0`` the teacher's logits are computed on
+(:func:`igkd_lib.augment.draws_batch`); with ``alpha > 0`` the teacher's logits are computed on
 exactly that batch ("online"), or once on the clean training images ("cached": cheaper, but a
 different signal, since the teacher never sees the crop, the flip or the overlay the student sees), or
 as the official code did ("official": :func:`igkd_lib.faults.official_teacher_logits`, a control).
-See chapter 4 ("Distillation").
+Every precomputed teacher target comes from one function, :func:`teacher_logit_table`, shared by
+the single-run and the wide trainer (:mod:`igkd_lib.wide`). Each epoch's randomness is drawn ahead
+(:func:`igkd_lib.augment.epoch_draws`; the overlay from its own generator, so one seed gives every
+method the same shuffles, crops and flips). See chapter 4 ("Distillation").
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 from torch import nn
 
 from . import models
-from .augment import student_batch
+from .augment import draws_batch, epoch_draws, overlay_generator
 from .batchnorm import recalibrate
 from .config import Config
 from .data import Cifar10
@@ -24,7 +27,8 @@ from .distill import kd_loss
 from .provenance import resolve_device
 from .train import TrainResult, autocast, predict_logits, prepare_model, train_loop
 
-__all__ = ["METHODS", "method_config", "map_source_rows", "batch_and_loss", "train_student"]
+__all__ = ["METHODS", "method_config", "map_source_rows", "batch_and_loss", "train_student", "teacher_logit_table",
+           "student_draw_fn", "uses_maps", "check_maps"]
 
 METHODS = ("baseline", "kd", "ig", "kd_ig")
 _METHOD_OVERRIDES = {"baseline": dict(alpha=0.0, p=0.0), "kd": dict(p=0.0), "ig": dict(alpha=0.0), "kd_ig": {}}
@@ -54,36 +58,63 @@ def map_source_rows(n: int, shuffle: bool, seed: int) -> torch.Tensor:
     return source
 
 
+def uses_maps(config: Config) -> bool:
+    """Whether a (method-specific) config overlays maps at all."""
+    return config.p > 0 and config.blend > 0
+
+
+def teacher_logit_table(config: Config, teacher: nn.Module | None, train: Cifar10, device: torch.device,
+                        progress: bool = False) -> torch.Tensor | None:
+    """The precomputed teacher targets (N_train, classes) on ``device``, indexed by training position,
+    or None where the target is computed online on the student's batch (or there is no KD).
+
+    ``"cached"``: the teacher's logits on the clean training images; ``"official"``: the official code's
+    fault (:func:`igkd_lib.faults.official_teacher_logits`).
+    """
+    if config.alpha == 0 or config.teacher_logits == "online":
+        return None
+    if config.teacher_logits == "official":  # the official code's fault, as a control
+        from .faults import official_teacher_logits
+
+        return official_teacher_logits(teacher, train, config, device, progress).to(device)
+    return predict_logits(teacher, train.images, config.eval_batch_size, device, progress).to(device)
+
+
+def student_draw_fn(config: Config, seed: int, n: int):
+    """``draw_fn`` for :func:`igkd_lib.train.train_loop`: the epoch's draws of :func:`igkd_lib.augment.epoch_draws`."""
+    def draw_fn(generator: torch.Generator, epoch: int) -> dict:
+        return epoch_draws(n, config, generator, overlay_generator(seed, epoch))
+
+    return draw_fn
+
+
 def batch_and_loss(config: Config, teacher: nn.Module | None, maps: torch.Tensor | None, train: Cifar10,
                    device: torch.device, seed: int = 0, progress: bool = False):
-    """``(batch_fn, loss_fn)`` for :func:`igkd_lib.train.train_loop`, for an already method-specific config.
+    """``(batch_fn, loss_fn)`` for :func:`igkd_lib.train.train_loop` with :func:`student_draw_fn`'s draws,
+    for an already method-specific config.
 
     ``maps`` (N, H, W) aligned with ``train`` rows (row i <-> ``train.indices[i]``) are moved to
     ``device`` once; ``teacher`` (eval mode) is needed only when ``config.alpha > 0``.
     """
-    use_maps = config.p > 0 and config.blend > 0
-    maps_on_device = _check_maps(maps, train).to(device) if use_maps else None
+    use_maps = uses_maps(config)
+    maps_on_device = check_maps(maps, train).to(device) if use_maps else None
     source = map_source_rows(len(train), config.shuffle_maps, seed).to(device) if use_maps else None
     use_teacher = config.alpha > 0
     if use_teacher and teacher is None:
         raise ValueError(f"teacher=None is not allowed when alpha={config.alpha} > 0; allowed: a teacher model")
     if use_teacher:
         teacher = prepare_model(teacher, device).eval()
-    cached = None
-    if use_teacher and config.teacher_logits == "cached":
-        cached = predict_logits(teacher, train.images, config.eval_batch_size, device, progress).to(device)
-    if use_teacher and config.teacher_logits == "official":  # the official code's fault, as a control
-        from .faults import official_teacher_logits
+    table = teacher_logit_table(config, teacher, train, device, progress)
+    aligned = config.map_alignment == "aligned"
 
-        cached = official_teacher_logits(teacher, train, config, device, progress).to(device)
-
-    def batch_fn(images, positions, generator, epoch):
+    def batch_fn(images, positions, draws, epoch):
         batch_maps = maps_on_device[source[positions]] if use_maps else None
-        x = student_batch(images, batch_maps, config, generator)
+        x = draws_batch(images, batch_maps, draws, padding=config.crop_padding, p=config.p, blend=config.blend,
+                        aligned=aligned)
         if not use_teacher:
             return x, (None,)
-        if cached is not None:
-            return x, (cached[positions],)
+        if table is not None:
+            return x, (table[positions],)
         with torch.no_grad(), autocast(device):
             return x, (teacher(x.contiguous(memory_format=torch.channels_last)).float(),)
 
@@ -101,7 +132,8 @@ def train_student(config: Config, method: str, seed: int, *, teacher: nn.Module 
 
     Adam at a constant ``config.student_lr`` for ``config.student_epochs``; a checkpoint each epoch
     (resumed when its config matches). Log rows: epoch, loss, train_acc, test_acc, seconds, images_per_s.
-    ``loop_options`` go to :func:`igkd_lib.train.train_loop` (e.g. ``stop_after``).
+    ``loop_options`` go to :func:`igkd_lib.train.train_loop` (e.g. ``stop_after``, ``per_step_sync``).
+    The result's ``info`` records the compile choice that ran and the precision.
     """
     config = method_config(config, method)
     device = resolve_device(config.device)
@@ -117,10 +149,12 @@ def train_student(config: Config, method: str, seed: int, *, teacher: nn.Module 
                       epochs=config.student_epochs, batch_size=config.student_batch_size, seed=seed, device=device,
                       batch_fn=batch_fn, loss_fn=loss_fn, checkpoint=checkpoint, eval_batch_size=config.eval_batch_size,
                       desc=f"student {method} seed {seed}", progress=progress, checkpoint_meta=meta,
+                      draw_fn=student_draw_fn(config, seed, len(train)), compile_choice=config.train_compile,
                       before_eval=before_eval, **loop_options)
 
 
-def _check_maps(maps: torch.Tensor | None, train: Cifar10) -> torch.Tensor:
+def check_maps(maps: torch.Tensor | None, train: Cifar10) -> torch.Tensor:
+    """``maps`` if its shape is (N_train, H, W) or (N_train, 1, H, W), else a ValueError."""
     expected = (len(train),) + tuple(train.images.shape[-2:])
     if maps is None or tuple(maps.shape) not in (expected, (expected[0], 1) + expected[1:]):
         got = None if maps is None else tuple(maps.shape)

@@ -131,3 +131,29 @@ def test_joint_crop_flip_moves_image_and_map_alike():
     x2, m2 = augment.random_crop_flip(maps.unsqueeze(1).expand(-1, 3, -1, -1), maps.unsqueeze(1), padding=4,
                                       generator=_gen())
     assert torch.equal(x2[:, :1], m) and x.shape == images.shape
+
+
+def test_draws_batch_rows_of_several_runs_equal_each_runs_batch():
+    """Per-row knobs (the wide trainer's rows) give each run's rows exactly what its own scalars give."""
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=_gen(4))
+    maps = torch.rand(8, 32, 32, generator=_gen(5))
+    draws = augment.draw_crops(8, 4, True, _gen(6)) | augment.draw_overlay(8, 1.0, 2.0, _gen(7))
+    knobs = [dict(p=0.5, blend=0.5, aligned=True), dict(p=1.0, blend=0.75, aligned=False)]
+    rows = [slice(0, 4), slice(4, 8)]
+    together = augment.draws_batch(images, maps, draws, padding=4,
+                                   p=torch.tensor([0.5] * 4 + [1.0] * 4), blend=torch.tensor([0.5] * 4 + [0.75] * 4),
+                                   aligned=torch.tensor([True] * 4 + [False] * 4))
+    for knob, part in zip(knobs, rows):
+        alone = augment.draws_batch(images[part], maps[part], {k: v[part] for k, v in draws.items()}, padding=4,
+                                    **knob)
+        assert torch.equal(together[part], alone)
+
+
+def test_student_batch_overlay_generator_leaves_crops_alone():
+    """With its own overlay generator, a batch with an overlay is cropped and flipped like one without."""
+    images, maps = _marked_batch(n=32)
+    config = make_config("smoke", p=0.5, blend=0.5)
+    plain = augment.student_batch(images, None, config.replace(p=0.0), _gen())
+    overlaid = augment.student_batch(images, maps, config, _gen(), _gen(9))
+    chosen = augment.draw_overlay(32, 1.0, 2.0, _gen(9))["overlay_u"] < 0.5
+    assert 0 < chosen.sum() < 32 and torch.equal(plain[~chosen], overlaid[~chosen])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from igkd_lib import faults, student
+from igkd_lib import augment, faults, student
 from igkd_lib.config import ConfigError, make_config
 from igkd_lib.data import Cifar10
 
@@ -64,7 +64,8 @@ def test_student_uses_the_official_table_when_asked():
     config = student.method_config(make_config("smoke", teacher_logits="official", crop_padding=0, flip=False), "kd")
     batch_fn, _ = student.batch_and_loss(config, _Spy().eval(), None, train, torch.device("cpu"))
     positions = torch.arange(4)
-    x, (logits,) = batch_fn(train.images[positions], positions, torch.Generator().manual_seed(0), 0)
+    draws = augment.draw_crops(4, 0, False, torch.Generator().manual_seed(0))  # batch_fn takes the step's draws
+    x, (logits,) = batch_fn(train.images[positions], positions, draws, 0)
     table = faults.official_teacher_logits(_Spy().eval(), train, config, torch.device("cpu"))
     assert torch.allclose(logits, table[positions])
     assert not torch.allclose(logits[:, 0], x.mean(dim=(1, 2, 3)))  # not the student's own batch

@@ -112,3 +112,46 @@ def test_batchnorm_recalibration_changes_the_evaluation_only(tmp_path, tiny):
     assert all(torch.equal(state_on[k], state_off[k]) for k in state_on if "running" not in k and "batches" not in k)
     recalibrate(off.model, tiny[1].images)  # the same statistics as the run computed before its last evaluation
     assert all(torch.allclose(state_on[k], off.model.state_dict()[k]) for k in running)
+
+
+def test_methods_share_shuffles_crops_and_flips(tmp_path, tiny):
+    """Common random numbers: the overlay draws from its own generator, so arms of one seed are paired."""
+    from igkd_lib.augment import draws_batch
+    from igkd_lib.train import epoch_generator
+
+    _, train, _, maps = tiny
+    config = _config(tmp_path, p=0.5, blend=0.5)
+    draws = {}
+    for method in ("baseline", "kd_ig"):
+        method_cfg = student.method_config(config, method)
+        draws[method] = student.student_draw_fn(method_cfg, 3, len(train))(epoch_generator(3, 1), 1)
+    for key in ("order", "offset_y", "offset_x", "flipped"):
+        assert torch.equal(draws["baseline"][key], draws["kd_ig"][key]), key
+    d = draws["kd_ig"]
+    images, batch_maps = train.images[d["order"]], maps[d["order"]]
+    plain = draws_batch(images, None, d, padding=4, p=0.0, blend=0.0)
+    overlaid = draws_batch(images, batch_maps, d, padding=4, p=0.5, blend=0.5)
+    chosen = d["overlay_u"] < 0.5
+    assert 0 < chosen.sum() < len(chosen)
+    assert torch.equal(plain[~chosen], overlaid[~chosen]) and not torch.equal(plain[chosen], overlaid[chosen])
+
+
+@pytest.mark.parametrize("method", ["baseline", "kd_ig"])
+def test_sync_free_loop_equals_the_per_step_path(tmp_path, tiny, method):
+    """Drawing an epoch ahead and reading the sums once per epoch changes no number (CPU)."""
+    config = _config(tmp_path, teacher_logits="online")
+    ahead, per_step = _run(config, tiny, method), _run(config, tiny, method, per_step_sync=True)
+    assert _numbers(ahead) == _numbers(per_step)
+    for a, b in zip(ahead.model.state_dict().values(), per_step.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert ahead.info == {"compile": "none", "precision": "fp32", "trainer": "single"}
+
+
+def test_teacher_logit_table_is_none_online_and_for_baseline(tmp_path, tiny):
+    teacher, train, _, _ = tiny
+    config = _config(tmp_path)
+    device = torch.device("cpu")
+    assert student.teacher_logit_table(config, teacher, train, device) is None
+    assert student.teacher_logit_table(config.replace(alpha=0.0, teacher_logits="cached"), teacher, train, device) is None
+    table = student.teacher_logit_table(config.replace(teacher_logits="cached"), teacher, train, device)
+    torch.testing.assert_close(table, teacher(train.images.float() / 255))

@@ -31,7 +31,7 @@ from ..config import Config
 from ..data import load_splits
 from ..distill import kd_loss
 from ..provenance import device_name, resolve_device
-from ..student import batch_and_loss, method_config
+from ..student import batch_and_loss, method_config, student_draw_fn
 from ..train import autocast, prepare_model, train_loop
 
 __all__ = ["OfficialOverlayDataset", "run", "cli"]
@@ -107,7 +107,8 @@ def _time_pipeline(student, optimizer, train, fns, config, device) -> float:
     batch_fn, loss_fn = fns
     result = train_loop(student, optimizer, lambda step: config.student_lr, train, train.subset(torch.arange(1)),
                         epochs=1, batch_size=config.student_batch_size, seed=0, device=device,
-                        batch_fn=batch_fn, loss_fn=loss_fn, progress=False)
+                        batch_fn=batch_fn, loss_fn=loss_fn, progress=False,
+                        draw_fn=student_draw_fn(config, 0, len(train)))
     return result.log[0]["seconds"]
 
 

@@ -1,0 +1,82 @@
+"""``python -m igkd_lib bench campaign``: students·images/s of the student trainers, side by side in one run.
+
+- ``single, per-step sync``: the single-run trainer as it was (each step uploads its draws and reads
+  the loss and the correct count: host synchronisations in every step; same numbers),
+- ``single, sync-free``: :func:`igkd_lib.student.train_student` today (draws uploaded once per epoch,
+  sums read once per epoch),
+- ``wide N=k``: :func:`igkd_lib.wide.train_group` with k members (N = 1, 2, 4 on CPU; 1, 2, 4, 8, 16
+  on CUDA).
+
+Every design trains kd_ig (online teacher, overlay: the most work per image) for one epoch of
+``steps`` batches of real CIFAR-10 images with random maps and a fresh teacher (throughput only), after
+one warm-up epoch. The ratios come last. Targets: wide >= 0.9x single on CPU; on a GPU, the best wide
+N >= 5x the per-step-sync single run.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from .. import models
+from ..config import Config
+from ..data import load_splits
+from ..provenance import device_name, resolve_device
+from ..student import train_student
+from ..wide import Member, train_group
+
+__all__ = ["run", "cli", "group_sizes"]
+
+
+def group_sizes(device: torch.device) -> tuple[int, ...]:
+    """The wide group sizes measured: (1, 2, 4) on CPU, (1, 2, 4, 8, 16) on CUDA."""
+    return (1, 2, 4, 8, 16) if device.type == "cuda" else (1, 2, 4)
+
+
+def _seconds(design: str, config: Config, data: tuple) -> float:
+    teacher, maps, train, test = data
+    if design.startswith("wide"):
+        members = [Member(config, "kd_ig", seed) for seed in range(int(design.split("=")[1]))]
+        results = train_group(members, teacher=teacher, maps=maps, train=train, test=test, progress=False)
+        return results[0].log[0]["seconds"]
+    result = train_student(config, "kd_ig", 0, teacher=teacher, maps=maps, train=train, test=test, progress=False,
+                           per_step_sync=design == "single, per-step sync")
+    return result.log[0]["seconds"]
+
+
+def run(config: Config, steps: int | None = None) -> pd.DataFrame:
+    """One row per design: students, seconds, images/s per student and students·images/s."""
+    device = resolve_device(config.device)
+    steps = steps or (40 if device.type == "cuda" else 6)
+    n_images = steps * config.student_batch_size
+    config = config.replace(student_epochs=1, n_train=max(config.n_train, n_images))
+    train, test = load_splits(config)
+    train, test = train.subset(torch.arange(n_images)), test.subset(torch.arange(min(len(test), 200)))
+    maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
+    torch.manual_seed(0)
+    data = (models.teacher().eval(), maps, train, test)
+    designs = ["single, per-step sync", "single, sync-free", *(f"wide N={k}" for k in group_sizes(device))]
+    rows = []
+    for design in designs:
+        _seconds(design, config, data)  # warm-up (allocator, kernels, compilation)
+        seconds = _seconds(design, config, data)
+        students = int(design.split("=")[1]) if design.startswith("wide") else 1
+        rows.append({"design": design, "students": students, "seconds": seconds,
+                     "images_per_s": n_images / seconds, "students_images_per_s": students * n_images / seconds,
+                     "steps": steps, "batch_size": config.student_batch_size, "device": device_name(device),
+                     "compile": config.train_compile})
+    return pd.DataFrame(rows)
+
+
+def cli(config: Config, args) -> int:
+    """Print the table, then the ratios."""
+    table = run(config)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    speed = dict(zip(table["design"], table["students_images_per_s"]))
+    old, single = speed["single, per-step sync"], speed["single, sync-free"]
+    print(f"single sync-free / single per-step sync = {single / old:.2f}x")
+    for design, value in speed.items():
+        if design.startswith("wide"):
+            print(f"{design} / single sync-free = {value / single:.2f}x  (target on CPU >= 0.9x)")
+    best = max((d for d in speed if d.startswith("wide")), key=speed.get)
+    print(f"best wide ({best}) / single per-step sync = {speed[best] / old:.2f}x  (target on a GPU >= 5x)")
+    return 0

@@ -48,11 +48,12 @@ _ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views"
 # minutes); the full grid on paper. Values equal to the paper's share the default run with chapter 4.
 ABLATION_GRIDS: dict[str, dict] = {
     "smoke": dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,),
-                  controls=("shuffled", "official", "logits")),
+                  controls=("shuffled", "official", "logits"), faults="ends"),
     "quick": dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
-                  controls=()),
+                  controls=(), faults="none"),
     "paper": dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
-                  blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits")),
+                  blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits"),
+                  faults="full"),
 }
 _CONTROLS = {"shuffled": {"shuffle_maps": True}, "official": {"map_alignment": "official"},
              "logits": {"teacher_logits": "official"}}
@@ -266,10 +267,13 @@ def ablation_variants(config: Config, which: str, **values) -> list[dict]:
         if unknown:
             raise ValueError(f"controls={unknown} is not allowed; allowed: {', '.join(_CONTROLS)}")
         return [{}] + [dict(_CONTROLS[name]) for name in grid["controls"]]
-    if which == "faults":
+    if which == "faults":  # the grid's "full" list, its two "ends" (official code, this book), or "none"
         from .faults import fault_ablation_variants
 
-        return fault_ablation_variants()
+        allowed = ("full", "ends", "none")
+        if grid["faults"] not in allowed:
+            raise ValueError(f"faults={grid['faults']!r} is not allowed; allowed: {', '.join(allowed)}")
+        return [] if grid["faults"] == "none" else fault_ablation_variants(full=grid["faults"] == "full")
     raise ValueError(f"which={which!r} is not allowed; allowed: p, temperature_alpha, blend, controls, faults")
 
 

@@ -169,3 +169,15 @@ def test_cli_run_on_paper_profile_writes_committable_results(fake, monkeypatch, 
     back = reference.committed_results("paper", folder=tmp_path / "results")
     assert sorted(back["method"]) == sorted(student.METHODS)
     assert back.attrs["provenance"]["profile"] == "paper" and "wrote" in capsys.readouterr().out
+
+
+def test_fault_ablation_size_follows_the_profile():
+    """paper: every fault removed in turn; smoke: the two ends; quick: none (queued for the GPU)."""
+    from igkd_lib.config import make_config
+    from igkd_lib.faults import fault_ablation_variants
+
+    assert experiments.ablation_variants(make_config("paper"), "faults") == fault_ablation_variants(full=True)
+    assert experiments.ablation_variants(make_config("smoke"), "faults") == fault_ablation_variants(full=False)
+    assert experiments.ablation_variants(make_config("quick"), "faults") == []
+    with pytest.raises(ValueError, match="faults='some'"):
+        experiments.ablation_variants(make_config("smoke"), "faults", faults="some")

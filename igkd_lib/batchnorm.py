@@ -27,12 +27,14 @@ def batchnorm_layers(model: nn.Module) -> list:
 
 @torch.no_grad()
 def recalibrate(model: nn.Module, images_uint8: torch.Tensor, batch_size: int = 256,
-                limit: int = RECALIBRATION_IMAGES) -> int:
+                limit: int = RECALIBRATION_IMAGES, copies: int = 1) -> int:
     """Set every BatchNorm's running mean/variance to its average over ``images_uint8[:limit]``.
 
     ``images_uint8`` (N, 3, H, W) uint8 pixels, fed as the evaluation feeds them (/255, channels
     last) on the model's device. Only the BatchNorm layers run in training mode (dropout stays off);
-    each layer's momentum and the model's mode are restored. Returns the number of images used.
+    each layer's momentum and the model's mode are restored. ``copies``: the input is repeated that
+    many times along the channels (a wide model of that many members, :mod:`igkd_lib.wide`, whose
+    members all see the same images). Returns the number of images used.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not allowed; allowed: an integer >= 1")
@@ -43,7 +45,7 @@ def recalibrate(model: nn.Module, images_uint8: torch.Tensor, batch_size: int = 
     layers = batchnorm_layers(model)
     if not layers:
         return 0
-    device = next(model.parameters()).device
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     was_training, momenta = model.training, [m.momentum for m in layers]
     model.eval()
     for layer in layers:
@@ -53,8 +55,8 @@ def recalibrate(model: nn.Module, images_uint8: torch.Tensor, batch_size: int = 
     images = images_uint8[:limit]
     try:
         for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device).float().div_(255)
-            model(x.contiguous(memory_format=torch.channels_last))
+            x = images[start:start + batch_size].to(device).to(dtype).div_(255)
+            model(x.repeat(1, copies, 1, 1).contiguous(memory_format=torch.channels_last))
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum

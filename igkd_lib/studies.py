@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -134,7 +133,7 @@ def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), se
 
 @torch.no_grad()
 def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
-                        blends=(0.0, 0.25, 0.5, 0.75), seed: int = 0) -> pd.DataFrame:
+                        blends=(0.0, 0.25, 0.5, 0.75), seed: int = 0) -> "pd.DataFrame":
     """The teacher's accuracy (%) and mean predictive entropy (nats) on images overlaid at each ``blend``.
 
     Every image is overlaid (p = 1) with its own map (k, H, W); one row per blend.
@@ -148,4 +147,6 @@ def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: 
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1)
         rows.append({"blend": float(blend), "n": len(labels), "accuracy": float((logits.argmax(1) == labels).float().mean() * 100),
                      "entropy": float(entropy.mean()), "entropy_max": float(np.log(logits.shape[1]))})
+    import pandas as pd  # not at the top: the GPU window imports this module's queue without pandas
+
     return pd.DataFrame(rows)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import models
 from .augment import draws_batch, to_float
+from .batchnorm import recalibrate
 from .config import Config, ConfigError
 from .data import Cifar10
 from .errors import NonFiniteLossError
@@ -38,7 +39,7 @@ __all__ = ["Member", "GROUP_FIELDS", "check_group", "member_losses", "train_grou
 
 # Fields every member of a group must share (they shape the group's tensors, steps or optimiser).
 GROUP_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
-                "student_normalise", "crop_padding", "flip", "eval_batch_size", "train_compile", "device",
+                "student_normalise", "crop_padding", "flip", "eval_batch_size", "train_compile", "bn_recalibrate", "device",
                 "data_source", "data_root", "n_train", "n_test", "subset_seed")
 
 
@@ -64,9 +65,6 @@ def check_group(members: Sequence[Member]) -> list[Config]:
     if configs[0].student_dropout > 0:
         raise ConfigError(f"student_dropout={configs[0].student_dropout} is not allowed in the wide trainer "
                           "(its dropout draws could not match the single runs'); allowed: 0, or train_student")
-    if getattr(configs[0], "bn_recalibrate", False):
-        raise ConfigError("bn_recalibrate=True is not supported by the wide trainer; allowed: False, "
-                          "or train_student")
     return configs
 
 
@@ -226,6 +224,8 @@ def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: i
         optimizer.step()
         loss_sum += losses.detach().double() * positions.shape[1]
         correct += (logits.detach().argmax(-1) == y).sum(1)
+    if group.config.bn_recalibrate:  # as train_student does before each evaluation (igkd_lib.batchnorm)
+        recalibrate(model, images, copies=group.n)
     test_correct = group.test_correct(model, test_images, test_labels)
     sums = torch.stack([loss_sum, correct.double(), test_correct.double()]).cpu()
     seconds = time.perf_counter() - started

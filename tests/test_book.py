@@ -44,7 +44,7 @@ def site(tmp_path_factory) -> Path:
 def test_toc_lists_the_chapters_in_order_after_the_findings():
     toc = book._toc_files(TOC)
     numbers = [Path(f).name[:2] for f in toc if f.startswith("notebooks/")]
-    assert numbers == ["01", "02", "03", "04", "05", "06", "07"]
+    assert numbers == ["01", "02", "03", "04", "05", "06", "07", "08"]
     assert toc[0] == "book/findings"  # right after the introduction (the root)
     assert toc[-2:] == ["book/results_summary", "book/references"]
 

@@ -2,6 +2,8 @@
 import json
 
 import pytest
+
+from igkd_lib.errors import WeightsError
 import torch
 
 from igkd_lib import models
@@ -64,7 +66,7 @@ def test_install_measures_accuracy_again_and_refuses_a_mismatched_card(tmp_path)
     assert sha256_file(tmp_path / "weights" / "paper.pt") == card["sha256"]
     assert json.loads((tmp_path / "weights" / "paper.json").read_text())["test_accuracy"] == card["test_accuracy"]
     returned.write_bytes(returned.read_bytes()[:-10] + b"0123456789")
-    with pytest.raises(ValueError, match="SHA-256"):
+    with pytest.raises(WeightsError, match="SHA-256"):
         install(returned, test, tmp_path / "weights" / "again.pt")
 
 

@@ -23,8 +23,9 @@ from .config import Config
 from .data import Cifar10, load_splits
 from .provenance import device_name, git_commit, resolve_device
 from .storage import atomic_torch_save, read_checked_json, stable_hash, write_checked_json
+from .train import precision_name
 
-__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "run_precision", "variant_label",
+__all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label",
            "ablation_variants", "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli", "run_files"]
 
 # Bump when a change of the training code makes cached runs stale.
@@ -92,17 +93,12 @@ def _maps(config: Config, progress: bool):
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
-def run_precision(device: torch.device) -> str:
-    """The students' arithmetic on ``device``: bf16 autocast on CUDA, float32 elsewhere (both trainers)."""
-    return "bf16" if device.type == "cuda" else "fp32"
-
-
 def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10, *,
             trainer: str = "single", device: torch.device | None = None) -> str:
     """The cache key of one run: the fields that matter for ``method`` (after ``method_config``).
 
     Knobs the method does not use are left out, so runs that coincide are shared between chapters.
-    The device type, its precision (:func:`run_precision`) and the ``trainer`` ("single" or "wide")
+    The device type, its precision (:func:`igkd_lib.train.precision_name`) and the ``trainer`` ("single" or "wide")
     are part of it: a bf16 GPU run and an fp32 CPU run never share a key.
     """
     if trainer not in ("single", "wide"):
@@ -125,7 +121,7 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
                   train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()),
-                  device_type=device.type, precision=run_precision(device), trainer=trainer)
+                  device_type=device.type, precision=precision_name(device), trainer=trainer)
     return stable_hash(fields)
 
 

@@ -17,9 +17,9 @@ from ..config import Config
 from ..data import SOURCE_LABELS, load_splits
 from ..maps import get_maps, maps_precision, model_sha256, throughput
 from ..provenance import device_name, resolve_device
-from ..experiments import run_precision
 from ..storage import read_json
 from ..teacher import load_shipped_teacher
+from ..train import precision_name
 from .. import wide
 from .admission import Rate, calibrate, group_seconds
 from .budget import Clock
@@ -83,7 +83,7 @@ def _provenance(config: Config, options: WindowOptions, device: torch.device, cl
         "cuda": torch.version.cuda if cuda else None,
         "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
         "tf32": _tf32() if cuda else None,
-        "precision": run_precision(device), "maps_precision": maps_precision(config, device),
+        "precision": precision_name(device), "maps_precision": maps_precision(config, device),
         "trainer": TRAINER, "trainer_module": (wide.__doc__ or "").strip().splitlines()[0],
         "config": config.to_dict(),
     }

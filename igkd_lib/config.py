@@ -24,7 +24,9 @@ IG_TARGETS = ("label", "prediction")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATA_SOURCES = ("auto", "torchvision", "offline")
 MAP_ALIGNMENTS = ("aligned", "official")
-TEACHER_LOGITS = ("online", "cached", "official")  # official: the official code's fault (igkd_lib.faults)
+# online: the teacher sees the student's exact batch (overlay included); online_clean: the same crops and
+# flips without the overlay; cached: the clean images once; official: the official code's fault (igkd_lib.faults)
+TEACHER_LOGITS = ("online", "online_clean", "cached", "official")
 MAP_VIEWS = ("clean", "augmented")  # augmented: maps of randomly cropped and flipped views (the official maps)
 TEACHER_SOURCES = ("shipped", "train")
 # where the overlay maps come from (igkd_lib.map_sources); "ig" is the paper's

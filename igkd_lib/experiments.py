@@ -108,6 +108,8 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
     fields = dict(c.key_fields(*_DATA_FIELDS, *_STUDENT_FIELDS, "alpha", "p"))
     if c.alpha > 0:
         fields.update(c.key_fields(*_KD_FIELDS))
+        if c.teacher_logits == "online_clean" and not _student.uses_maps(c):  # no overlay to leave out
+            fields["teacher_logits"] = "online"
     if c.p > 0:
         from .maps import maps_precision
 

@@ -3,9 +3,11 @@
 The student (the teacher's ``features[:-cut]``) is trained with Adam at a constant rate (the paper).
 Each batch is cropped, flipped and overlaid with its IG maps on the training device
 (:func:`igkd_lib.augment.draws_batch`); with ``alpha > 0`` the teacher's logits are computed on
-exactly that batch ("online"), or once on the clean training images ("cached": cheaper, but a
-different signal, since the teacher never sees the crop, the flip or the overlay the student sees), or
-as the official code did ("official": :func:`igkd_lib.faults.official_teacher_logits`, a control).
+exactly that batch ("online"), or on the same crops and flips without the overlay ("online_clean": the
+student is taught on an overlaid image what the teacher says of the plain one), or once on the clean
+training images ("cached": cheaper, but a different signal, since the teacher never sees the crop, the
+flip or the overlay the student sees), or as the official code did ("official":
+:func:`igkd_lib.faults.official_teacher_logits`, a control).
 Every precomputed teacher target comes from one function, :func:`teacher_logit_table`, shared by
 the single-run and the wide trainer (:mod:`igkd_lib.wide`). Each epoch's randomness is drawn ahead
 (:func:`igkd_lib.augment.epoch_draws`; the overlay from its own generator, so one seed gives every
@@ -28,7 +30,7 @@ from .provenance import resolve_device
 from .train import TrainResult, autocast, predict_logits, prepare_model, train_loop
 
 __all__ = ["METHODS", "method_config", "map_source_rows", "batch_and_loss", "train_student", "teacher_logit_table",
-           "student_draw_fn", "uses_maps", "check_maps"]
+           "student_draw_fn", "uses_maps", "teacher_sees_clean", "check_maps"]
 
 METHODS = ("baseline", "kd", "ig", "kd_ig")
 _METHOD_OVERRIDES = {"baseline": dict(alpha=0.0, p=0.0), "kd": dict(p=0.0), "ig": dict(alpha=0.0), "kd_ig": {}}
@@ -63,15 +65,21 @@ def uses_maps(config: Config) -> bool:
     return config.p > 0 and config.blend > 0
 
 
+def teacher_sees_clean(config: Config) -> bool:
+    """Whether the online teacher's input is the student's batch without the overlay ("online_clean", with maps)."""
+    return config.alpha > 0 and config.teacher_logits == "online_clean" and uses_maps(config)
+
+
 def teacher_logit_table(config: Config, teacher: nn.Module | None, train: Cifar10, device: torch.device,
                         progress: bool = False) -> torch.Tensor | None:
     """The precomputed teacher targets (N_train, classes) on ``device``, indexed by training position,
-    or None where the target is computed online on the student's batch (or there is no KD).
+    or None where the target is computed online on the student's batch, with or without its overlay
+    (``"online"``, ``"online_clean"``), or there is no KD.
 
     ``"cached"``: the teacher's logits on the clean training images; ``"official"``: the official code's
     fault (:func:`igkd_lib.faults.official_teacher_logits`).
     """
-    if config.alpha == 0 or config.teacher_logits == "online":
+    if config.alpha == 0 or config.teacher_logits in ("online", "online_clean"):
         return None
     if config.teacher_logits == "official":  # the official code's fault, as a control
         from .faults import official_teacher_logits
@@ -106,6 +114,7 @@ def batch_and_loss(config: Config, teacher: nn.Module | None, maps: torch.Tensor
         teacher = prepare_model(teacher, device).eval()
     table = teacher_logit_table(config, teacher, train, device, progress)
     aligned = config.map_alignment == "aligned"
+    clean_teacher = teacher_sees_clean(config)
 
     def batch_fn(images, positions, draws, epoch):
         batch_maps = maps_on_device[source[positions]] if use_maps else None
@@ -115,8 +124,9 @@ def batch_and_loss(config: Config, teacher: nn.Module | None, maps: torch.Tensor
             return x, (None,)
         if table is not None:
             return x, (table[positions],)
+        seen = draws_batch(images, None, draws, padding=config.crop_padding, p=0.0, blend=0.0) if clean_teacher else x
         with torch.no_grad(), autocast(device):
-            return x, (teacher(x.contiguous(memory_format=torch.channels_last)).float(),)
+            return x, (teacher(seen.contiguous(memory_format=torch.channels_last)).float(),)
 
     def loss_fn(model, x, y, extras):
         logits = model(x)

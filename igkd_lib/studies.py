@@ -1,7 +1,7 @@
 """The studies beyond the paper: their GPU queue, the trained students they examine, the teacher on overlays.
 
 :func:`beyond_paper_queue` lists the paper-profile runs of the chapter "Beyond the paper" in
-priority order (overlay sources, then the compression sweep; the agreement and robustness studies
+priority order (overlay sources, the teacher's signal, then the compression sweep; the agreement and robustness studies
 train nothing new: they read the students of Table 1). :func:`trained_student` gives back the
 weights of any run of :func:`igkd_lib.experiments.run_one` (training it where it is missing).
 """
@@ -19,17 +19,30 @@ from .augment import overlay
 from .config import STUDENT_CUTS, Config
 from .student import method_config
 
-__all__ = ["BOOK_SIZES", "study_students", "StudyEntry", "beyond_paper_queue", "campaign_entries", "trained_student", "official_students", "teacher_on_overlays",
-           "SOURCE_STUDY", "COMPRESSION_METHODS"]
+__all__ = ["BOOK_SIZES", "study_config", "source_runs", "signal_runs", "compression_runs", "latency_by_cut",
+           "pareto_front", "compression_points", "teacher_overlay_correct", "study_students", "StudyEntry", "beyond_paper_queue", "campaign_entries", "trained_student", "official_students", "teacher_on_overlays",
+           "SOURCE_STUDY", "TEACHER_SIGNALS", "COMPRESSION_METHODS"]
 
-SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant")
+# ig_weak last: it equals ig until a paper-profile teacher is installed (igkd_lib.map_sources)
+SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
+# the teacher's signal for KD (config.teacher_logits): the student's exact batch (Table 1's runs), the same
+# batch without the overlay, the clean images cached once, other images (the official code's fault: the
+# controls' runs); the queue adds the two that no other study trains
+TEACHER_SIGNALS = ("online", "online_clean", "cached", "official")
+_SIGNAL_METHODS = {"online_clean": ("kd_ig",), "cached": ("kd", "kd_ig")}  # online_clean without maps is online
 COMPRESSION_METHODS = ("baseline", "kd_ig")
-# the chapter's sizes per profile: overlay sources trained (one seed on smoke and quick), probe images
-# for the agreement, test images and severities for the robustness
+# the chapter's sizes per profile: overlay sources, teacher signals and student cuts trained (one seed on
+# smoke and quick), probe images for the agreement, test images and severities for the robustness, and
+# ``train``: overrides of the profile for the studies that train (sources, signals, cuts). On quick they
+# train one epoch each (a quick run of 8 epochs costs minutes on 2 cores; the chapter must stay near a
+# minute): a check of the pipeline with every arm at the same budget, never compared with chapter 4's runs.
 BOOK_SIZES = {
-    "smoke": dict(sources=("ig", "sobel", "constant"), n_probe=8, n_robust=100, severities=(5,)),
-    "quick": dict(sources=("ig", "sobel"), n_probe=48, n_robust=200, severities=(3,)),
-    "paper": dict(sources=SOURCE_STUDY, n_probe=500, n_robust=10_000, severities=(1, 2, 3, 4, 5)),
+    "smoke": dict(sources=("ig", "sobel", "constant"), signals=TEACHER_SIGNALS, cuts=(5, 17), n_probe=8,
+                  n_robust=100, severities=(5,), train={}),
+    "quick": dict(sources=("ig", "sobel"), signals=("online", "online_clean"), cuts=(5, 15), n_probe=48,
+                  n_robust=200, severities=(3,), train={"student_epochs": 1}),
+    "paper": dict(sources=SOURCE_STUDY, signals=TEACHER_SIGNALS, cuts=STUDENT_CUTS, n_probe=500, n_robust=10_000,
+                  severities=(1, 2, 3, 4, 5), train={}),
 }
 
 
@@ -48,12 +61,18 @@ def beyond_paper_queue(seeds=tuple(range(10))) -> list[StudyEntry]:
     """The studies' runs at the ``paper`` profile, in priority order (after Table 1's four methods).
 
     1. overlay sources (kd_ig and ig at the paper's p and blend, one entry per source);
-    2. agreement and robustness (``trains=False``: they read Table 1's students);
-    3. the compression sweep (baseline and kd_ig at every student cut but the paper's 5).
+    2. the teacher's signal (kd_ig with the teacher on the batch without its overlay; kd and kd_ig with
+       logits cached on clean images; the exact batch is Table 1's, other images the controls'), and
+       the teacher on overlaid images (``trains=False``);
+    3. agreement and robustness (``trains=False``: they read Table 1's students);
+    4. the compression sweep (baseline and kd_ig at every student cut but the paper's 5).
     """
     seeds = tuple(int(s) for s in seeds)
     queue = [StudyEntry("overlay source", {"map_source": s}, ("kd_ig", "ig"), seeds)
              for s in SOURCE_STUDY if s != "ig"]
+    queue += [StudyEntry("teacher signal", {"teacher_logits": s}, methods, seeds)
+              for s, methods in _SIGNAL_METHODS.items()]
+    queue.append(StudyEntry("teacher on overlays", {}, (), seeds, trains=False))
     queue += [StudyEntry(name, {}, ("baseline", "kd", "ig", "kd_ig"), seeds, trains=False)
               for name in ("attribution agreement", "robustness under corruption")]
     queue += [StudyEntry("compression", {"student_cut": cut}, COMPRESSION_METHODS, seeds)
@@ -132,17 +151,30 @@ def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), se
 
 
 @torch.no_grad()
+def _overlaid_logits(teacher: nn.Module, images_uint8: torch.Tensor, maps: torch.Tensor, blend: float, seed: int):
+    """The teacher's logits (n, classes) on every image overlaid (p = 1) with its map at ``blend``."""
+    generator = torch.Generator().manual_seed(seed)
+    return teacher(overlay(images_uint8.float() / 255, maps, p=1.0, blend=float(blend), generator=generator))
+
+
+def teacher_overlay_correct(teacher: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
+                            blend: float = 0.5, seed: int = 0) -> dict:
+    """Per image, whether the teacher is right on the clean and on the overlaid image: {"clean", "overlaid"}
+    (n,) float 0/1 (for a paired difference, :mod:`igkd_lib.study_claims`)."""
+    return {name: (_overlaid_logits(teacher, images_uint8, maps, w, seed).argmax(1) == labels).float().numpy()
+            for name, w in (("clean", 0.0), ("overlaid", blend))}
+
+
+@torch.no_grad()
 def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
                         blends=(0.0, 0.25, 0.5, 0.75), seed: int = 0) -> "pd.DataFrame":
     """The teacher's accuracy (%) and mean predictive entropy (nats) on images overlaid at each ``blend``.
 
     Every image is overlaid (p = 1) with its own map (k, H, W); one row per blend.
     """
-    x = images_uint8.float() / 255
     rows = []
     for blend in blends:
-        generator = torch.Generator().manual_seed(seed)
-        logits = teacher(overlay(x, maps, p=1.0, blend=float(blend), generator=generator))
+        logits = _overlaid_logits(teacher, images_uint8, maps, blend, seed)
         probs = logits.softmax(1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1)
         rows.append({"blend": float(blend), "n": len(labels), "accuracy": float((logits.argmax(1) == labels).float().mean() * 100),
@@ -150,3 +182,89 @@ def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: 
     import pandas as pd  # not at the top: the GPU window imports this module's queue without pandas
 
     return pd.DataFrame(rows)
+
+
+def study_config(config: Config, profile_sizes: dict | None = None) -> Config:
+    """The config of the chapter's training studies: the profile's, with :data:`BOOK_SIZES`' ``train`` overrides."""
+    overrides = (profile_sizes or BOOK_SIZES[config.profile])["train"]
+    return config.replace(**overrides) if overrides else config
+
+
+def _variant_runs(config: Config, methods, field_name: str, values, seeds, progress: bool) -> "pd.DataFrame":
+    """Runs of ``methods`` x ``seeds`` for each value of one config field; the value in a column of that name."""
+    variants = [{field_name: v} for v in values]
+    table = experiments.run_grid(config, list(methods), seeds=seeds, variants=variants, progress=progress)
+    table[field_name] = [type(values[0])(v.split("=", 1)[1]) for v in table["variant"]]
+    return table
+
+
+def source_runs(config: Config, sources, seeds=None, progress: bool = False) -> "pd.DataFrame":
+    """KD + IG runs per overlay source (column ``map_source``): study 1."""
+    return _variant_runs(config, ("kd_ig",), "map_source", tuple(sources), seeds, progress)
+
+
+def signal_runs(config: Config, signals, seeds=None, progress: bool = False) -> "pd.DataFrame":
+    """KD + IG runs per teacher signal (column ``teacher_logits``): study 2."""
+    return _variant_runs(config, ("kd_ig",), "teacher_logits", tuple(signals), seeds, progress)
+
+
+def compression_runs(config: Config, cuts, methods=COMPRESSION_METHODS, seeds=None,
+                     progress: bool = False) -> "pd.DataFrame":
+    """Runs per student cut (column ``student_cut``) with the student's parameters and MACs: study 5."""
+    table = _variant_runs(config, methods, "student_cut", tuple(int(c) for c in cuts), seeds, progress)
+    sizes = {cut: models.student(cut) for cut in set(table["student_cut"])}
+    table["parameters"] = [models.count_parameters(sizes[c]) for c in table["student_cut"]]
+    table["macs"] = [models.count_macs(sizes[c]) for c in table["student_cut"]]
+    return table
+
+
+def latency_by_cut(config: Config, cuts, repeats: int = 20) -> tuple["pd.DataFrame", str]:
+    """Batch-1 median latency (ms) per student cut and where it comes from.
+
+    Chapter 6's committed measurement (:func:`igkd_lib.bench.latency.load_results`) when it holds every
+    cut; else measured here with :func:`igkd_lib.bench.latency.sweep` (``repeats`` interleaved rounds).
+    Returns (table with columns student_cut, latency_ms, latency_iqr_ms, and the provenance line).
+    """
+    from .bench.latency import load_results, sweep
+
+    cuts = sorted(int(c) for c in cuts)
+    committed = load_results()
+    if committed is not None:
+        rows = committed["sweep"][(committed["sweep"]["batch_size"] == 1) & committed["sweep"]["cut"].isin(cuts)]
+        if sorted(rows["cut"].astype(int)) == cuts:
+            meta = committed["provenance"]
+            device = ", ".join(meta["device"]) if isinstance(meta.get("device"), list) else meta.get("device")
+            note = (f"latency: chapter 6's committed measurement {committed['stem']} ({device}, commit "
+                    f"{meta.get('commit')}, batch 1, median of {int(rows['repeats'].iloc[0])})")
+            return _latency_table(rows), note
+    rows = sweep(config, batch_sizes=(1,), repeats=repeats, warmup=3, cuts=cuts, progress=False)
+    rows = rows[rows["cut"].notna()]
+    note = f"latency: measured here ({rows['device'].iloc[0]}, batch 1, median of {repeats}, machine shared)"
+    return _latency_table(rows), note
+
+
+def _latency_table(rows) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame({"student_cut": rows["cut"].astype(int).to_numpy(), "latency_ms": rows["median_ms"].to_numpy(),
+                         "latency_iqr_ms": rows["iqr_ms"].to_numpy()})
+
+
+def pareto_front(cost, value) -> np.ndarray:
+    """Boolean mask (n,): the points no other point beats (cost <= and value >=, one strictly)."""
+    cost, value = np.asarray(cost, dtype=float), np.asarray(value, dtype=float)
+    known = np.isfinite(cost) & np.isfinite(value)  # a point without a cost or a value is on no front
+    beaten = [known & (cost <= c) & (value >= v) & ((cost < c) | (value > v)) for c, v in zip(cost, value)]
+    return np.array([ok and not b.any() for ok, b in zip(known, beaten)], dtype=bool)
+
+
+def compression_points(runs: "pd.DataFrame", latency: "pd.DataFrame", cost: str = "latency_ms") -> "pd.DataFrame":
+    """One row per (method, student_cut) of :func:`compression_runs`: n, mean, 95 % CI over seeds,
+    parameters, MACs, latency (:func:`latency_by_cut`), and ``front``: on the Pareto front of ``cost``."""
+    from .stats import summarise
+
+    points = summarise(runs, by=("method", "student_cut"))
+    sizes = runs.drop_duplicates("student_cut").set_index("student_cut")[["parameters", "macs"]]
+    points = points.join(sizes, on="student_cut").merge(latency, on="student_cut", how="left")
+    points["front"] = pareto_front(points[cost], points["mean"])
+    return points

@@ -4,7 +4,7 @@ Each member is one single run of :func:`igkd_lib.student.train_student` (its own
 shuffle, crops, flips, overlay draws, method and knobs); :class:`igkd_lib.wide_model.WideStudent`
 holds them side by side, one Adam updates all (Adam is element-wise: N Adams), the loss is the sum of
 the members' losses (so each member's gradient is its own), the teacher's forward for the online-KD
-members runs once over all their batches, and evaluation is one batched pass. On CPU in float32 the
+members runs once over all their batches (overlaid, or without the overlay for "online_clean"), and evaluation is one batched pass. On CPU in float32 the
 members' numbers equal the single runs' up to float rounding (tests/test_wide.py). On CUDA: bf16
 autocast, channels-last, TF32 and non-deterministic kernels, no host synchronisation inside an epoch
 (randomness drawn ahead and uploaded once, sums read once per epoch).
@@ -30,7 +30,7 @@ from .errors import NonFiniteLossError
 from .provenance import resolve_device
 from .storage import stable_hash
 from .student import (check_maps, map_source_rows, method_config, student_draw_fn, teacher_logit_table,
-                      uses_maps)
+                      teacher_sees_clean, uses_maps)
 from .train import (TrainResult, autocast, compiled, epoch_generator, epoch_line, guarded_call, interactive,
                     precision_name, prepare_model)
 from .wide_model import WideStudent, split_states
@@ -101,6 +101,8 @@ class _Group:
             self.sources = torch.stack([map_source_rows(len(train), c.shuffle_maps and uses_maps(c), m.seed)
                                         for c, m in zip(configs, members)]).to(device)
         self.teacher, self.online, self.tables = self._teacher_targets(teacher, train, progress)
+        # rows of self.online whose teacher sees the batch without the overlay ("online_clean")
+        self.clean = [j for j, i in enumerate(self.online) if teacher_sees_clean(configs[i])]
 
     def _teacher_targets(self, teacher, train, progress):
         kd = [i for i, c in enumerate(self.configs) if c.alpha > 0]
@@ -136,7 +138,14 @@ class _Group:
                         aligned=self.aligned.repeat_interleave(b))
         targets = torch.zeros(n, b, 10, dtype=torch.float32, device=x.device)
         if self.online:
-            chosen = x.view(n, b, *x.shape[1:])[self.online].flatten(0, 1)
+            chosen = x.view(n, b, *x.shape[1:])[self.online]
+            if self.clean:  # the same crops and flips, no overlay
+                rows = [self.online[j] for j in self.clean]
+                plain = {key: value.view(n, b)[rows].reshape(-1) for key, value in step.items()}
+                chosen[self.clean] = draws_batch(images[positions[rows].reshape(-1)], None, plain,
+                                                 padding=self.config.crop_padding, p=0.0, blend=0.0
+                                                 ).view(len(rows), b, *x.shape[1:])
+            chosen = chosen.flatten(0, 1)
             with torch.no_grad(), autocast(self.device):
                 out = self.teacher(chosen.contiguous(memory_format=torch.channels_last)).float()
             targets[self.online] = out.view(len(self.online), b, -1)

@@ -32,6 +32,7 @@ def test_overrides_by_name_and_from_strings():
     ("ig_steps", 0, "ig_steps"), ("n_train", -5, "n_train"), ("n_test", 20_000, "n_test"),
     ("device", "tpu", "device"), ("ig_method", "simpson", "gausslegendre"), ("blend", 2, "blend"),
     ("student_cut", 4, "student_cut"), ("map_alignment", "random", "aligned"),
+    ("teacher_logits", "clean", "teacher_logits='clean'.*online, online_clean, cached, official"),
 ])
 def test_out_of_range_values_name_the_field(field, value, words):
     with pytest.raises(ConfigError, match=words):

@@ -77,6 +77,10 @@ def test_key_covers_what_matters_and_nothing_else(fake):
     assert key("kd") != key("kd_ig") and key("kd") != key("kd", sha="other")
     assert key("kd") != key("kd", train=train.subset(torch.arange(39)))
     assert key("kd") != key("kd", config=fake.config.replace(temperature=4.0))
+    # each teacher signal is its own run
+    signals = {key("kd_ig", config=fake.config.replace(teacher_logits=t)) for t in ("online", "online_clean", "cached")}
+    assert len(signals) == 3
+    assert key("kd", config=fake.config.replace(teacher_logits="online_clean")) == key("kd")  # no overlay: online
     # knobs a method does not use leave its key alone (so chapters share runs)
     assert key("baseline") == key("baseline", config=fake.config.replace(temperature=4.0, p=0.3, blend=0.2))
     assert key("kd") == key("kd", config=fake.config.replace(blend=0.2, shuffle_maps=True))

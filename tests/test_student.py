@@ -155,3 +155,41 @@ def test_teacher_logit_table_is_none_online_and_for_baseline(tmp_path, tiny):
     assert student.teacher_logit_table(config.replace(alpha=0.0, teacher_logits="cached"), teacher, train, device) is None
     table = student.teacher_logit_table(config.replace(teacher_logits="cached"), teacher, train, device)
     torch.testing.assert_close(table, teacher(train.images.float() / 255))
+
+
+def _teacher_targets(config, tiny, method="kd_ig", seed=0):
+    """The teacher targets and overlay mask of the first batch of epoch 1 under ``config``."""
+    from igkd_lib.train import epoch_generator
+
+    teacher, train, _, maps = tiny
+    c = student.method_config(config, method)
+    draws = student.student_draw_fn(c, seed, len(train))(epoch_generator(seed, 0), 0)
+    batch_fn, _ = student.batch_and_loss(c, teacher, maps, train, torch.device("cpu"), seed)
+    window = draws["order"][:32]
+    step = {k: v[:32] for k, v in draws.items() if k != "order"}
+    x, (targets,) = batch_fn(train.images[window], window, step, 0)
+    return x, targets, step["overlay_u"] < c.p
+
+
+def test_online_clean_teacher_differs_from_online_only_on_overlaid_images(tmp_path, tiny):
+    config = _config(tmp_path, p=0.5)
+    x_online, online, overlaid = _teacher_targets(config, tiny)
+    x_clean, clean, _ = _teacher_targets(config.replace(teacher_logits="online_clean"), tiny)
+    assert 0 < overlaid.sum() < len(overlaid)
+    assert torch.equal(x_online, x_clean)  # the student's input is the same overlaid batch
+    assert torch.equal(online[~overlaid], clean[~overlaid])
+    assert not torch.isclose(online[overlaid], clean[overlaid]).all(dim=1).any()
+    teacher = tiny[0]
+    plain = _teacher_targets(config.replace(p=0.0), tiny)[0]  # the same crops and flips, no overlay
+    torch.testing.assert_close(clean, teacher(plain))
+
+
+def test_online_clean_equals_online_without_overlay(tmp_path, tiny):
+    config = _config(tmp_path, p=0.0, student_epochs=1)
+    _, online, _ = _teacher_targets(config, tiny)
+    _, clean, _ = _teacher_targets(config.replace(teacher_logits="online_clean"), tiny)
+    assert torch.equal(online, clean)
+    same = _run(config.replace(teacher_logits="online_clean"), tiny, "kd")
+    assert _numbers(same) == _numbers(_run(config, tiny, "kd"))
+    assert student.teacher_logit_table(config.replace(teacher_logits="online_clean"), tiny[0], tiny[1],
+                                       torch.device("cpu")) is None

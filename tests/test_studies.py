@@ -5,14 +5,18 @@ from torch import nn
 
 from igkd_lib import experiments, models
 from igkd_lib.config import STUDENT_CUTS, make_config
-from igkd_lib.studies import beyond_paper_queue, official_students, teacher_on_overlays, trained_student
+from igkd_lib.studies import (SOURCE_STUDY, beyond_paper_queue, official_students, teacher_on_overlays,
+                              trained_student)
 
 
 def test_queue_order_and_that_every_entry_is_a_valid_config():
     queue = beyond_paper_queue(seeds=(0, 1))
     studies = [e.study for e in queue]
     assert studies[0] == "overlay source" and studies[-1] == "compression"
-    assert studies.index("attribution agreement") > studies.index("overlay source")
+    assert studies.index("overlay source") < studies.index("teacher signal") < studies.index("attribution agreement")
+    signals = {e.overrides["teacher_logits"]: e.methods for e in queue if e.study == "teacher signal"}
+    assert signals == {"online_clean": ("kd_ig",), "cached": ("kd", "kd_ig")}  # online: Table 1; official: controls
+    assert {e.overrides["map_source"] for e in queue if e.study == "overlay source"} == set(SOURCE_STUDY) - {"ig"}
     assert {e.overrides.get("student_cut") for e in queue if e.study == "compression"} == set(STUDENT_CUTS) - {5}
     assert not any(e.trains for e in queue if e.study in ("attribution agreement", "robustness under corruption"))
     for entry in queue:
@@ -26,7 +30,10 @@ def test_campaign_entries_are_valid_and_keep_the_queue_order(smoke_config):
 
     entries = campaign_entries()
     assert entries[0].study == "overlay_source" and entries[-1].study == "compression"
-    assert {e.study for e in entries} == {"overlay_source", "compression"}  # agreement and robustness train nothing
+    # agreement, robustness and the teacher on overlays train nothing
+    assert {e.study for e in entries} == {"overlay_source", "teacher_signal", "compression"}
+    clean = [e for e in entries if dict(e.overrides).get("teacher_logits") == "online_clean"]
+    assert clean and entry_config(smoke_config, clean[0]).teacher_logits == "online_clean"
     sobel = next(e for e in entries if dict(e.overrides).get("map_source") == "sobel")
     ig = next(e for e in entries if dict(e.overrides).get("map_source") == "ig_untrained")
     assert entry_config(smoke_config, sobel).map_source == "sobel"

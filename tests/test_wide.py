@@ -102,17 +102,20 @@ def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64):
 
 @pytest.mark.slow
 def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64):
-    """Three steps per epoch (the last one short), two epochs; members differ in every per-member knob."""
+    """Three steps per epoch (the last one short), two epochs; members differ in every per-member knob
+    (the teacher's signal too: online, online_clean between online members, cached)."""
     data = _tiny(40)
     config = _config(tmp_path)
     members = [wide.Member(config.replace(teacher_logits="cached", temperature=4.0), "kd", 0),
                wide.Member(config.replace(shuffle_maps=True, blend=0.75), "ig", 1),
                wide.Member(config.replace(map_alignment="official", p=1.0, alpha=0.1), "kd_ig", 0),
-               wide.Member(config, "kd_ig", 3)]
+               wide.Member(config.replace(teacher_logits="online_clean", blend=0.75), "kd_ig", 2),
+               wide.Member(config, "kd_ig", 3),
+               wide.Member(config.replace(teacher_logits="online_clean"), "kd", 1)]
     results = _group(members, data)
     for got, member in zip(results, members):
         _assert_same_run(got, _single(member, data))
-    assert results[0].info == {"compile": "none", "precision": "fp32", "trainer": "wide", "group_size": 4}
+    assert results[0].info == {"compile": "none", "precision": "fp32", "trainer": "wide", "group_size": 6}
 
 
 def test_split_states_load_into_ordinary_students():

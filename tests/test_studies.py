@@ -70,3 +70,50 @@ def test_trained_student_keeps_and_restores_the_weights(smoke_config, tmp_path):
     again, row2 = trained_student(config, "baseline", 0)
     assert weights.is_file() and row2["final_acc"] == row["final_acc"]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_pareto_front_keeps_the_points_nothing_beats():
+    from igkd_lib.studies import pareto_front
+
+    cost = [1.0, 2.0, 3.0, 2.5, float("nan")]
+    value = [50.0, 60.0, 55.0, 60.0, 99.0]
+    assert pareto_front(cost, value).tolist() == [True, True, False, False, False]
+
+
+def test_compression_points_join_sizes_latency_and_the_front():
+    import pandas as pd
+
+    from igkd_lib.studies import compression_points
+
+    runs = pd.DataFrame([{"method": m, "student_cut": c, "seed": 0, "final_acc": acc, "parameters": p, "macs": 10 * p}
+                         for m, c, acc, p in (("baseline", 5, 60.0, 500), ("kd_ig", 5, 62.0, 500),
+                                              ("baseline", 15, 40.0, 16), ("kd_ig", 15, 39.0, 16))])
+    latency = pd.DataFrame({"student_cut": [5, 15], "latency_ms": [4.0, 1.0], "latency_iqr_ms": [0.1, 0.1]})
+    points = compression_points(runs, latency).set_index(["method", "student_cut"])
+    assert points.loc[("kd_ig", 5), "latency_ms"] == 4.0 and points.loc[("baseline", 15), "macs"] == 160
+    assert points["front"].to_dict() == {("baseline", 5): False, ("kd_ig", 5): True, ("baseline", 15): True,
+                                         ("kd_ig", 15): False}
+
+
+def test_latency_by_cut_reads_chapter_6_or_measures(smoke_config, monkeypatch):
+    from igkd_lib import studies
+    from igkd_lib.bench import latency
+
+    committed = latency.load_results()
+    if committed is not None:
+        table, note = studies.latency_by_cut(smoke_config, (15, 5))
+        expected = committed["sweep"].query("batch_size == 1 and cut == 15")["median_ms"].iloc[0]
+        assert table["student_cut"].tolist() == [5, 15] and table["latency_ms"].iloc[1] == expected
+        assert "committed" in note
+    monkeypatch.setattr(latency, "load_results", lambda *a, **k: None)
+    table, note = studies.latency_by_cut(smoke_config, (17,), repeats=2)
+    assert table["student_cut"].tolist() == [17] and table["latency_ms"].iloc[0] > 0 and "measured here" in note
+
+
+def test_study_config_applies_the_profiles_training_budget(smoke_config):
+    from igkd_lib.studies import BOOK_SIZES, study_config
+
+    assert study_config(smoke_config) == smoke_config
+    quick = make_config("quick")
+    assert study_config(quick).student_epochs == BOOK_SIZES["quick"]["train"]["student_epochs"]
+    assert set(BOOK_SIZES["paper"]["cuts"]) == set(STUDENT_CUTS)

@@ -1,4 +1,5 @@
-"""Figures of the chapter "Beyond the paper": maps side by side, attribution agreement, robustness.
+"""Figures of the chapter "Beyond the paper": maps side by side, attribution agreement, robustness, and the
+accuracy-latency Pareto figure of the compression sweep.
 
 Each function takes tensors or the tidy tables of :mod:`igkd_lib.agreement` and
 :mod:`igkd_lib.corruptions` and returns a matplotlib Figure; the provenance goes in the caption
@@ -13,7 +14,7 @@ import torch
 
 from . import FONT, WIDTH
 
-__all__ = ["maps_side_by_side", "agreement_plot", "robustness_plot"]
+__all__ = ["maps_side_by_side", "agreement_plot", "robustness_plot", "pareto_plot"]
 
 
 def maps_side_by_side(images: torch.Tensor, maps: dict, titles: list | None = None) -> plt.Figure:
@@ -74,5 +75,32 @@ def robustness_plot(drops: pd.DataFrame, subset: str = "all") -> plt.Figure:
         ax.axhline(0, color="grey", lw=0.8)
     axes[0, 0].set_ylabel("drop from clean (points)", fontsize=FONT)
     axes[0, -1].legend(fontsize=FONT - 1, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def pareto_plot(points: pd.DataFrame, cost: str = "latency_ms", cost_label: str = "latency at batch 1 (ms)") -> plt.Figure:
+    """Accuracy against ``cost``, one line per method over the student cuts (mean ± 95 % CI where n >= 2),
+    each point labelled with its cut; the points on the Pareto front (:func:`igkd_lib.studies.pareto_front`,
+    column ``front``) ringed and joined by a dashed step line.
+
+    ``points``: one row per (method, student_cut) with mean, ci_low, ci_high, front and ``cost``."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    for method, group in points.groupby("method", sort=False):
+        group = group.sort_values(cost)
+        low, high = group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]
+        bars = None if group["ci_low"].isna().all() else [low.fillna(0), high.fillna(0)]
+        ax.errorbar(group[cost], group["mean"], yerr=bars, marker="o", capsize=3, label=method)
+        for _, row in group.iterrows():
+            ax.annotate(f"cut {int(row['student_cut'])}", (row[cost], row["mean"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=FONT - 1)
+    front = points[points["front"]].sort_values(cost)
+    ax.step(front[cost], front["mean"], where="post", ls="--", color="black", lw=1, label="Pareto front")
+    ax.scatter(front[cost], front["mean"], s=140, facecolors="none", edgecolors="black")
+    ax.set_xscale("log")
+    ax.set_xlabel(cost_label, fontsize=FONT)
+    ax.set_ylabel("test accuracy (%)", fontsize=FONT)
+    ax.tick_params(labelsize=FONT)
+    ax.legend(fontsize=FONT, frameon=False)
     fig.tight_layout()
     return fig

@@ -27,7 +27,7 @@ from .reference import PAPER_DEFAULTS, PAPER_LATENCY_MS, PAPER_REPORTED, PAPER_T
 from .stats import holm, interaction, welch_difference, wilson_interval
 
 __all__ = ["VERDICTS", "SMALLEST_EFFECT", "ABSOLUTE_MARGIN", "LEVEL", "COLUMNS", "claims_table", "official_claims",
-           "size_claim", "latency_claim", "teacher_claim", "checkpoint_claim", "build_runs", "evidence", "findings", "power_by_source",
+           "size_claim", "latency_claim", "variant_overrides", "teacher_claim", "checkpoint_claim", "build_runs", "evidence", "findings", "power_by_source",
            "cli"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
@@ -37,7 +37,9 @@ LEVEL = 0.05
 COLUMNS = ["claim", "paper", "source", "n", "difference", "ci_low", "ci_high", "p", "p_holm", "detectable",
            "verdict", "evidence"]
 _KNOBS = {"alpha": 0.0, "p": 0.0, "temperature": PAPER_DEFAULTS["temperature"], "blend": PAPER_DEFAULTS["blend"],
-          "map_alignment": "aligned", "shuffle_maps": False, "map_views": "clean", "teacher_logits": "online"}
+          "map_alignment": "aligned", "shuffle_maps": False, "map_views": "clean", "teacher_logits": "online",
+          "map_source": "ig", "student_cut": 5}
+_FROM_VARIANT = ("map_source", "student_cut")  # knobs a run row records only in its variant label (campaign studies)
 _METHOD_KNOBS = {"baseline": {}, "kd": {"alpha": PAPER_DEFAULTS["alpha"]}, "ig": {"p": PAPER_DEFAULTS["p"]},
                  "kd_ig": {"alpha": PAPER_DEFAULTS["alpha"], "p": PAPER_DEFAULTS["p"]}}
 _R = PAPER_REPORTED
@@ -52,9 +54,20 @@ _NO_RUNS = "no runs of this kind in this source"
 
 
 # --------------------------------------------------------------------------- selecting runs
+def variant_overrides(variant) -> dict:
+    """``"student_cut=7, p=0.1"`` -> {"student_cut": "7", "p": "0.1"} (:func:`igkd_lib.experiments.variant_label`)."""
+    if not isinstance(variant, str) or variant in ("default", ""):
+        return {}
+    return dict(part.split("=", 1) for part in variant.split(", ") if "=" in part)
+
+
 def _with_knobs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Fill knob columns a table lacks (the official file has none), or values it lacks, with the paper's settings."""
+    """Fill knob columns a table lacks (the official file has none), or values it lacks, with the paper's settings;
+    the overlay source and the student cut of campaign study runs come from their variant label."""
     runs = runs.copy()
+    for name in _FROM_VARIANT:
+        if name not in runs.columns and "variant" in runs.columns:
+            runs[name] = [variant_overrides(v).get(name) for v in runs["variant"]]
     for name, default in _KNOBS.items():
         fill = pd.Series([_METHOD_KNOBS.get(m, {}).get(name, default) for m in runs["method"]], index=runs.index)
         runs[name] = runs[name].where(runs[name].notna(), fill) if name in runs.columns else fill
@@ -80,7 +93,8 @@ def _paper_settings(runs: pd.DataFrame, free=()) -> pd.Series:
     kd &= (runs["alpha"] == 0) | (runs["teacher_logits"] == "online")
     controls = (runs["map_alignment"] == "aligned") & (runs["shuffle_maps"].astype(str) != "True") & \
         (runs["map_views"] == "clean")
-    return kd & maps & (controls | (runs["p"] == 0))
+    student = (runs["student_cut"].astype(int) == 5) & ((runs["p"] == 0) | (runs["map_source"] == "ig"))
+    return kd & maps & student & (controls | (runs["p"] == 0))
 
 
 def _arms(runs: pd.DataFrame) -> dict:
@@ -295,7 +309,8 @@ def _maps_matter_row(runs: pd.DataFrame, source: str) -> dict:
     kd_ig = runs[(runs["alpha"] == PAPER_DEFAULTS["alpha"]) & (runs["p"] == PAPER_DEFAULTS["p"]) &
                  (runs["temperature"] == PAPER_DEFAULTS["temperature"]) & (runs["blend"] == PAPER_DEFAULTS["blend"]) &
                  (runs["map_alignment"] == "aligned") & (runs["map_views"] == "clean") &
-                 (runs["teacher_logits"] == "online")]
+                 (runs["teacher_logits"] == "online") & (runs["map_source"] == "ig") &
+                 (runs["student_cut"].astype(int) == 5)]
     shuffled = kd_ig["shuffle_maps"].astype(str) == "True"
     return _difference_row("the maps' content matters (own maps beat shuffled maps)", "implied", source,
                            _dedupe(kd_ig[~shuffled]).final_acc, _dedupe(kd_ig[shuffled]).final_acc,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .claims import COLUMNS, LEVEL, SMALLEST_EFFECT, VERDICTS
+from .claims import COLUMNS, LEVEL, SMALLEST_EFFECT, VERDICTS, variant_overrides
 from .stats import holm, interaction, t_interval, welch_difference
 
 __all__ = ["STUDIES", "study_table", "save", "load", "findings_rows", "committed_table"]
@@ -184,11 +184,6 @@ def load(config) -> tuple[pd.DataFrame, dict] | None:
     return pd.DataFrame(stored["rows"]).reindex(columns=["study", *COLUMNS]), stored.get("meta", {})
 
 
-def _overrides(variant: str) -> dict:
-    """``"student_cut=7, p=0.1"`` -> {"student_cut": "7", "p": "0.1"} (:func:`igkd_lib.experiments.variant_label`)."""
-    return {} if variant in ("default", "") else dict(part.split("=", 1) for part in str(variant).split(", "))
-
-
 def committed_table(runs: pd.DataFrame | None = None) -> pd.DataFrame | None:
     """The training studies (sources, teacher signals, compression) on committed paper-profile runs of the GPU
     queue (``results/paper/runs.csv``), with Table 1's KD + IG and baseline runs as the reference arms and the
@@ -198,7 +193,7 @@ def committed_table(runs: pd.DataFrame | None = None) -> pd.DataFrame | None:
     runs = committed_results("paper") if runs is None else runs
     if runs.empty or "study" not in runs or "variant" not in runs:
         return None
-    runs = runs.assign(**{name: [_overrides(v).get(name) for v in runs["variant"]]
+    runs = runs.assign(**{name: [variant_overrides(v).get(name) for v in runs["variant"]]
                           for name in ("map_source", "teacher_logits", "student_cut")})
     table1 = runs[runs["study"] == "table1"]
     reference = table1[table1["method"] == "kd_ig"].assign(map_source="ig", teacher_logits="online")

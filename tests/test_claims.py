@@ -129,3 +129,17 @@ def test_command_line_prints_both_versions_and_a_power_table(capsys, tmp_path, m
     monkeypatch.setattr(claims, "committed_results", lambda profile: pd.DataFrame())
     assert cli.main(["claims", "--source", "paper"]) == 1
     assert "no results/paper/runs.csv" in capsys.readouterr().out
+
+
+def test_campaign_study_runs_never_count_as_table_1():
+    """Overlay-source and compression runs of the GPU queue share Table 1's knobs but not its student or maps."""
+    table1 = _runs({"baseline": 90, "kd": 91, "ig": 90.8, "kd_ig": 92}, 6).assign(study="table1", variant="default")
+    studies = table1[table1["method"].isin(["baseline", "kd_ig"])].assign(
+        final_acc=40.0, run_key=lambda t: t["run_key"] + "-s", study="compression", variant="student_cut=17")
+    sobel = table1[table1["method"] == "kd_ig"].assign(final_acc=10.0, run_key=lambda t: t["run_key"] + "-sobel",
+                                                       study="overlay_source", variant="map_source=sobel")
+    both = pd.concat([table1, studies, sobel], ignore_index=True)
+    alone, mixed = claims.claims_table(table1, "t"), claims.claims_table(both, "t")
+    pd.testing.assert_frame_equal(alone, mixed)
+    assert claims.variant_overrides("student_cut=7, p=0.1") == {"student_cut": "7", "p": "0.1"}
+    assert claims.variant_overrides("default") == {}

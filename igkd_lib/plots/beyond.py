@@ -7,7 +7,9 @@ line under it (:func:`igkd_lib.notebook.figure_note`).
 """
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import torch
@@ -91,13 +93,17 @@ def pareto_plot(points: pd.DataFrame, cost: str = "latency_ms", cost_label: str 
         low, high = group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]
         bars = None if group["ci_low"].isna().all() else [low.fillna(0), high.fillna(0)]
         ax.errorbar(group[cost], group["mean"], yerr=bars, marker="o", capsize=3, label=method)
-        for _, row in group.iterrows():
-            ax.annotate(f"cut {int(row['student_cut'])}", (row[cost], row["mean"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=FONT - 1)
+    for cut, group in points.groupby("student_cut"):  # one label per cut, above its best point
+        top = group.loc[group["mean"].idxmax()]
+        ax.annotate(f"cut {int(cut)}", (top[cost], top["mean"]), textcoords="offset points", xytext=(4, 6),
+                    fontsize=FONT - 1)
     front = points[points["front"]].sort_values(cost)
     ax.step(front[cost], front["mean"], where="post", ls="--", color="black", lw=1, label="Pareto front")
     ax.scatter(front[cost], front["mean"], s=140, facecolors="none", edgecolors="black")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(cost_label, fontsize=FONT)
     ax.set_ylabel("test accuracy (%)", fontsize=FONT)
     ax.tick_params(labelsize=FONT)

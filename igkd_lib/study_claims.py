@@ -40,7 +40,7 @@ def _row(study, question, source, a, b, names, direction=1, smallest=SMALLEST_EF
            "n": f"{d['n_a']} vs {d['n_b']}", "_direction": direction, "_smallest": smallest}
     if min(d["n_a"], d["n_b"]) == 0:
         return {**row, "n": "0", "verdict": VERDICTS[3], "evidence": "no runs of this kind in this source"}
-    text = f"{names[0]} {d['mean_a']:.3g} − {names[1]} {d['mean_b']:.3g} = {d['difference']:+.3g} {unit}"
+    text = f"{names[0]} {d['mean_a']:.3g} − {names[1]} {d['mean_b']:.3g} = {d['difference']:+.3g} {unit}".rstrip()
     text += (f" [{d['ci_low']:+.3g}, {d['ci_high']:+.3g}]" if not math.isnan(d["ci_low"])
              else " (one run per arm: no interval)")
     return {**row, "evidence": text, **{k: d[k] for k in ("difference", "ci_low", "ci_high", "p", "detectable")}}
@@ -104,7 +104,7 @@ def _robustness(per_run: pd.DataFrame | None, source: str) -> list[dict]:
         part = per_run[per_run["subset"] == subset]
         pick = lambda m: part.loc[part["method"] == m, "drop"]  # noqa: E731
         rows.append(_row(STUDIES[3], f"KD + IG students lose less accuracy under corruption than the student alone "
-                                     f"({subset} test images)", source, pick("kd_ig"), pick("baseline"),
+                                     f"(test images: {subset})", source, pick("kd_ig"), pick("baseline"),
                          ("kd_ig drop", "baseline drop"), direction=-1))
     return rows
 

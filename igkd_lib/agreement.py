@@ -32,7 +32,7 @@ def probe_images(test: Cifar10, n: int, seed: int = 0) -> Cifar10:
 
 def model_maps(model: nn.Module, images: Cifar10, config: Config) -> torch.Tensor:
     """IG maps (n, H, W) of ``model`` (eval mode) for the images' labels, with the config's IG settings."""
-    from .maps import chunk_size
+    from .attribution import chunk_size
 
     x = images.images.float() / 255
     result = integrated_gradients(model.eval(), x, images.labels, n_steps=config.ig_steps, method=config.ig_method,

@@ -23,7 +23,7 @@ _COMMANDS = {
     "precompute": ("igkd_lib.maps", "precompute the teacher's IG maps of the training set (cached, resumable)"),
     "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
-    "teacher": ("igkd_lib.teacher", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
+    "teacher": ("igkd_lib.teacher_shipping", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
     "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
     "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),

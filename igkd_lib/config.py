@@ -91,7 +91,7 @@ class Config:
     ig_method: str = "gausslegendre"
     ig_baseline: str = "black"
     ig_target: str = "label"
-    ig_chunk: int = 0  # interpolation points per forward/backward; 0: the device's (igkd_lib.maps.AUTO_CHUNK)
+    ig_chunk: int = 0  # interpolation points per forward/backward; 0: the device's (igkd_lib.attribution.AUTO_CHUNK)
     ig_precision: str = "auto"  # the maps' arithmetic: auto = bf16 autocast on CUDA, fp32 elsewhere
     # distillation and overlay
     temperature: float = 2.5

@@ -26,24 +26,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attribution import integrated_gradients, reduce_map
+from .attribution import chunk_size, integrated_gradients, reduce_map
 from .config import Config
 from .data import Cifar10
 from .faults import official_pairing  # the official code's faults live in faults.py
-from .storage import atomic_save_npy, atomic_write_json, read_json, sha256_file, stable_hash
+from .storage import atomic_save_npy, atomic_write_json, model_sha256, read_json, sha256_file, stable_hash
 from .train import predict_logits
 
 __all__ = ["MapSet", "get_maps", "maps_key", "maps_precision", "model_sha256", "open_maps", "official_pairing",
-           "throughput", "cli", "chunk_size", "AUTO_CHUNK", "FORMAT_VERSION", "REDUCTION", "MAPS_FIELDS"]
+           "throughput", "cli", "FORMAT_VERSION", "REDUCTION", "MAPS_FIELDS"]
 
 FORMAT_VERSION = 2
 REDUCTION = "sum_abs_channels"
 _DTYPE = np.float16
-# Interpolation points per forward/backward when ``ig_chunk`` is 0, by device type. A CPU is fastest
-# with chunks whose activations stay in its caches, about 32 points per thread (measured on 2 cores,
-# points/s: chunk 64 243, 128 208, 256 107; ``python -m igkd_lib bench ig`` sweeps it); a GPU needs
-# large chunks to fill it (the memory of 1024 points fits a 16 GB card).
-AUTO_CHUNK = {"cpu_per_thread": 32, "cpu_max": 256, "cuda": 1024, "mps": 256}
+
 
 
 @dataclass(frozen=True)
@@ -64,16 +60,6 @@ class MapSet:
 
 
 # --------------------------------------------------------------------------- keys
-def model_sha256(model: nn.Module) -> str:
-    """SHA-256 of a model's state dict (names, dtypes, shapes, values), wherever it lives."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
 def maps_precision(config: Config, device: torch.device) -> str:
     """The maps' arithmetic: ``config.ig_precision``, where ``auto`` is bf16 autocast on CUDA, float32 elsewhere."""
     if config.ig_precision == "auto":
@@ -97,23 +83,6 @@ def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.
 
 
 # --------------------------------------------------------------------------- computing
-def chunk_size(config: Config, device: torch.device) -> int:
-    """Points per forward/backward: ``config.ig_chunk`` if > 0, else the device's :data:`AUTO_CHUNK`
-    rounded to whole images (a multiple of ``config.ig_steps``, at least one image).
-
-    Chunking changes only the speed, so the cache key leaves it out: whole-image chunks give
-    bit-identical maps on CPU (tested); a chunk that splits an image's points changes float32
-    rounding (about 1e-7 relative), far below the float16 storage.
-    """
-    if config.ig_chunk > 0:
-        return config.ig_chunk
-    if device.type in ("cuda", "mps"):
-        target = AUTO_CHUNK[device.type]
-    else:
-        target = min(AUTO_CHUNK["cpu_max"], AUTO_CHUNK["cpu_per_thread"] * max(1, torch.get_num_threads()))
-    return max(1, round(target / config.ig_steps)) * config.ig_steps
-
-
 def _targets(config: Config, teacher: nn.Module, data: Cifar10, device: torch.device) -> torch.Tensor:
     if config.ig_target == "label":
         return data.labels

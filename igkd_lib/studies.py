@@ -19,7 +19,7 @@ from .augment import overlay
 from .config import STUDENT_CUTS, Config
 from .student import method_config
 
-__all__ = ["BOOK_SIZES", "study_students", "StudyEntry", "beyond_paper_queue", "campaign_entries", "trained_student", "official_students", "teacher_on_overlays",
+__all__ = ["BOOK_SIZES", "study_students", "StudyEntry", "beyond_paper_queue", "trained_student", "official_students", "teacher_on_overlays",
            "SOURCE_STUDY", "COMPRESSION_METHODS"]
 
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant")
@@ -59,23 +59,6 @@ def beyond_paper_queue(seeds=tuple(range(10))) -> list[StudyEntry]:
     queue += [StudyEntry("compression", {"student_cut": cut}, COMPRESSION_METHODS, seeds)
               for cut in STUDENT_CUTS if cut != 5]
     return queue
-
-
-def campaign_entries() -> list:
-    """:func:`beyond_paper_queue` as GPU-campaign entries (:class:`igkd_lib.campaign.queue.Entry`), runs only.
-
-    Seed-major within each study, so a window that stops early has every variant at the first seeds.
-    Wire it with ``LATER_STUDIES.append(studies.campaign_entries)`` in ``igkd_lib/campaign/queue.py``.
-    """
-    from .campaign.queue import Entry
-
-    entries = []
-    for study in beyond_paper_queue():
-        if study.trains:
-            name = study.study.replace(" ", "_")
-            entries += [Entry(name, method, seed, tuple(sorted(study.overrides.items())))
-                        for seed in study.seeds for method in study.methods]
-    return entries
 
 
 def _student_model(config: Config, state: dict) -> nn.Module:

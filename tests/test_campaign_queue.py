@@ -89,3 +89,15 @@ def test_the_studies_beyond_the_paper_come_last():
     queue = paper_queue()
     studies = [i for i, e in enumerate(queue) if e.study not in ("table1", "controls", "faults")]
     assert studies and min(studies) > max(i for i, e in enumerate(queue) if e.study == "faults")
+
+
+def test_beyond_the_paper_entries_are_valid_and_keep_the_queue_order(smoke_config):
+    from igkd_lib.campaign.queue import _beyond_the_paper, entry_config, maps_signature
+
+    entries = _beyond_the_paper()
+    assert entries[0].study == "overlay_source" and entries[-1].study == "compression"
+    assert {e.study for e in entries} == {"overlay_source", "compression"}  # agreement and robustness train nothing
+    sobel = next(e for e in entries if dict(e.overrides).get("map_source") == "sobel")
+    ig = next(e for e in entries if dict(e.overrides).get("map_source") == "ig_untrained")
+    assert entry_config(smoke_config, sobel).map_source == "sobel"
+    assert maps_signature(smoke_config, sobel) != maps_signature(smoke_config, ig)  # never grouped on one map set

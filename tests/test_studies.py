@@ -20,19 +20,6 @@ def test_queue_order_and_that_every_entry_is_a_valid_config():
         assert entry.seeds == (0, 1)
 
 
-def test_campaign_entries_are_valid_and_keep_the_queue_order(smoke_config):
-    from igkd_lib.campaign.queue import entry_config, maps_signature
-    from igkd_lib.studies import campaign_entries
-
-    entries = campaign_entries()
-    assert entries[0].study == "overlay_source" and entries[-1].study == "compression"
-    assert {e.study for e in entries} == {"overlay_source", "compression"}  # agreement and robustness train nothing
-    sobel = next(e for e in entries if dict(e.overrides).get("map_source") == "sobel")
-    ig = next(e for e in entries if dict(e.overrides).get("map_source") == "ig_untrained")
-    assert entry_config(smoke_config, sobel).map_source == "sobel"
-    assert maps_signature(smoke_config, sobel) != maps_signature(smoke_config, ig)  # never grouped on one map set
-
-
 def test_official_students_load_and_skip_other_layouts(smoke_config):
     found = official_students(smoke_config)
     if not found:

@@ -3,7 +3,7 @@
 In one run, on the same images and the same number of interpolation points, it measures points/s of
 (1) captum as the official code called it (``attribute`` on batches of 8 images, Gauss-Legendre),
 (2) captum at its best ``internal_batch_size``, (3) this engine over a sweep of chunk sizes (which
-includes the chunk the maps use on this device, :func:`igkd_lib.maps.chunk_size`) and (4) the floor:
+includes the chunk the maps use on this device, :func:`igkd_lib.attribution.chunk_size`) and (4) the floor:
 a bare forward + input-gradient backward of the teacher at the same batch sizes. It prints the table,
 the engine's agreement with captum, the chosen chunk's rate next to the best one found, and the ratios
 last. A figure, never a timed test.
@@ -20,7 +20,7 @@ from torch import nn
 from .. import models
 from ..attribution import frozen, integrated_gradients
 from ..config import Config
-from ..maps import chunk_size
+from ..attribution import chunk_size
 from ..provenance import device_name, resolve_device
 
 __all__ = ["run", "ratios", "chunk_choice", "cli"]

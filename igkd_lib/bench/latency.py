@@ -31,7 +31,7 @@ from ..storage import atomic_path, atomic_write_json, read_json
 from .variants import VariantSet, check_equal, fold_batchnorm, randomise_batchnorm, variants
 
 __all__ = ["measure", "compare", "variants", "check_equal", "fold_batchnorm", "VariantSet", "cold_forward",
-           "paper_method", "plan", "sweep", "variant_table", "run", "save_results", "student_teacher_ratio", "cli",
+           "paper_method", "plan", "sweep", "variant_table", "save_results", "student_teacher_ratio", "cli",
            "PAPER", "load_results", "REFERENCE_DIR"]
 
 # What the paper reports (RTX 3090, one cold forward pass each, teacher first).
@@ -264,11 +264,6 @@ def student_teacher_ratio(table: pd.DataFrame, cut: int = 5, batch_size: int = 1
             "macs_ratio": teacher.macs / student.macs, "parameter_ratio": teacher.parameters / student.parameters}
 
 
-def run(config: Config, **kwargs) -> pd.DataFrame:
-    """The sweep of :func:`sweep` on the config's device (keyword arguments passed on)."""
-    return sweep(config, **kwargs)
-
-
 def save_results(table: pd.DataFrame, config: Config, folder="results/latency", extra: dict | None = None,
                  stem: str | None = None) -> Path:
     """Write ``<device kind>_<date>.csv`` and a ``.json`` of provenance beside it (atomically)."""
@@ -309,7 +304,7 @@ def cli(config: Config, args=None) -> int:
     threads = config.num_threads or torch.get_num_threads()
     with _threads(threads):
         print(f"latency on {device_name(resolve_device(config.device))}, profile {config.profile}")
-    table = run(config, threads=threads)
+    table = sweep(config, threads=threads)
     _print("sweep (ms per batch; throughput in images/s)", table,
            ["model", "parameters", "macs", "batch_size", "median_ms", "iqr_ms", "iqr_pct", "throughput"])
     table_v = variant_table(config, threads=threads)

@@ -57,7 +57,7 @@ def cli(config: Config, args) -> int:
 
 def _paths(config: Config, args, tiny: bool) -> dict:
     from .ingest import CHECKOUT, RESULTS_DIR
-    from .paper_teacher import PAPER_WEIGHTS
+    from ..teacher import PAPER_WEIGHTS
 
     work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
     if tiny:

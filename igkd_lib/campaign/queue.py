@@ -66,10 +66,14 @@ def _fault_ablation() -> list[Entry]:
 
 
 def _beyond_the_paper() -> list[Entry]:
-    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.studies`."""
-    from ..studies import campaign_entries
+    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.studies`.
 
-    return campaign_entries()
+    Seed-major within each study, so a window that stops early has every variant at the first seeds.
+    """
+    from ..studies import beyond_paper_queue
+
+    return [Entry(study.study.replace(" ", "_"), method, seed, tuple(sorted(study.overrides.items())))
+            for study in beyond_paper_queue() if study.trains for seed in study.seeds for method in study.methods]
 
 
 # Later studies, each a function returning entries, appended in this order.

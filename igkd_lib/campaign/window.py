@@ -15,9 +15,10 @@ import torch
 
 from ..config import Config
 from ..data import SOURCE_LABELS, load_splits
-from ..maps import get_maps, maps_precision, model_sha256, throughput
+from ..maps import get_maps, maps_precision, throughput
 from ..provenance import device_name, resolve_device
 from ..storage import read_json
+from ..storage import model_sha256
 from ..teacher import load_shipped_teacher
 from ..train import precision_name
 from .. import wide

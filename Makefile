@@ -1,6 +1,8 @@
 # igkd: the two commands of the README are `make book` (main job) and `make test` (the tests).
-#   make book [PROFILE=quick|smoke|paper] [FORCE=1]   execute every chapter, build _build/html/index.html
-#   make test                                          pytest over tests/ and nbval over notebooks/ (smoke),
+#   make book [PROFILE=quick|smoke|paper] [FORCE=1] [SET="key=value ..."]
+#                                                      execute every chapter, build _build/html/index.html;
+#                                                      each SET item overrides a config field in every chapter
+#   make test                                          ruff (lint, import order), pytest over tests/ and nbval over notebooks/ (smoke),
 #                                                      browser tests included (installs Debian's chromium as root)
 #   make notebooks                                     re-execute the stored notebooks in place on smoke
 PYTHON ?= python3
@@ -10,6 +12,7 @@ PROFILE ?= quick
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 FORCE_FLAG := $(if $(FORCE),--force,)
+SET_FLAGS := $(foreach item,$(SET),--set $(item))
 CHROMIUM ?= /usr/bin/chromium
 APT_CHROMIUM := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
@@ -26,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 book: setup
-	$(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG)
+	$(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG) $(SET_FLAGS)
 
 # The browser tests need Debian's chromium: installed here when missing and root, else the one command that
 # installs it is printed and make stops (the browser tests never skip under `make test`).
@@ -37,6 +40,7 @@ browser:
 	fi
 
 test: setup browser
+	$(PY) -m ruff check igkd_lib tests tools
 	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/ notebooks/ $(NBVAL)
 
 notebooks: setup

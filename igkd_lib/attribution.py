@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import Config
 from .models import CIFAR_MEAN
+from .validators import check_int
 
 __all__ = ["IGResult", "METHODS", "BASELINES", "integrated_gradients", "gradient_x_input", "smoothgrad",
            "reduce_map", "quadrature", "resolve_baseline", "frozen", "completeness_table", "chunk_size", "AUTO_CHUNK"]
@@ -96,9 +97,6 @@ def _check_targets(targets, n: int) -> torch.Tensor:
     return targets.long()
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: an integer >= {low}")
 
 
 def resolve_baseline(baseline, images: torch.Tensor) -> torch.Tensor:
@@ -221,8 +219,8 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, *, n_s
     targets = _check_targets(targets, len(images))
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not allowed; allowed: {', '.join(METHODS)}")
-    _check_int("n_steps", n_steps, 2 if method == "riemann_trapezoid" else 1)
-    _check_int("chunk_size", chunk_size, 1)
+    check_int("n_steps", n_steps, 2 if method == "riemann_trapezoid" else 1)
+    check_int("chunk_size", chunk_size, 1)
     base = resolve_baseline(baseline, images)
     alphas, weights = quadrature(method, n_steps)
     return _integrated_gradients(model, images, targets, alphas, weights, base, chunk_size, return_delta)
@@ -233,7 +231,7 @@ def gradient_x_input(model: nn.Module, images: torch.Tensor, targets, *, chunk_s
     _check_model(model)
     _check_images(images)
     targets = _check_targets(targets, len(images))
-    _check_int("chunk_size", chunk_size, 1)
+    check_int("chunk_size", chunk_size, 1)
     base = resolve_baseline("black", images)
     return _integrated_gradients(model, images, targets, [1.0], [1.0], base, chunk_size, False)
 
@@ -248,8 +246,8 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, targets, *, n_samples: in
     _check_model(model)
     _check_images(images)
     targets = _check_targets(targets, len(images))
-    _check_int("n_samples", n_samples, 1)
-    _check_int("chunk_size", chunk_size, 1)
+    check_int("n_samples", n_samples, 1)
+    check_int("chunk_size", chunk_size, 1)
     if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or sigma < 0:
         raise ValueError(f"sigma={sigma!r} is not allowed; allowed: a number >= 0")
     device = _device_of(model)

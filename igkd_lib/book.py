@@ -14,15 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .storage import atomic_write_json
+from .timing import Stopwatch
 
-__all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters",
+__all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters", "chapter_overrides",
            "stage_and_build", "build", "time_table", "cli", "SUMMARY_PAGES"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,11 +133,11 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
         source, executed = root / chapter, out_dir / chapter
         if not source.exists():
             raise ValueError(f"chapters: {chapter} does not exist under {root}; allowed: notebooks of _toc.yml")
-        start = time.perf_counter()
+        watch = Stopwatch()
         skipped = not force and _is_fresh(source, executed, params, library_mtime)
         if not skipped:
             _execute(source, executed, params, progress)
-        runs.append(ChapterRun(source, executed, time.perf_counter() - start, skipped))
+        runs.append(ChapterRun(source, executed, watch.seconds, skipped))
         print(f"{chapter}: {'up to date' if skipped else f'{runs[-1].seconds:.1f} s'}", flush=True)
     print(f"executed {sum(not r.skipped for r in runs)} of {len(runs)} pages in "
           f"{sum(r.seconds for r in runs):.1f} s (profile={profile})", flush=True)
@@ -226,11 +226,11 @@ def build(profile: str, force: bool = False, progress: bool = True, site_root: s
     root = Path(root)
     site_root = Path(site_root) if site_root is not None else root
     executed_dir = site_root / "_build" / "executed" / profile
-    start = time.perf_counter()
+    watch = Stopwatch()
     runs = execute_chapters(profile, executed_dir, chapters, parameters, progress, force, root)
-    executed_at = time.perf_counter()
+    executed_seconds = watch.seconds
     index = stage_and_build(profile, site_root, executed_dir, root)
-    result = BookBuild(index, runs, executed_at - start, time.perf_counter() - executed_at)
+    result = BookBuild(index, runs, executed_seconds, watch.seconds - executed_seconds)
     atomic_write_json(executed_dir / "build_times.json", {
         "profile": profile, "execute_seconds": result.execute_seconds, "build_seconds": result.build_seconds,
         "chapters": {str(r.source.relative_to(root)): {"seconds": r.seconds, "skipped": r.skipped} for r in runs}})
@@ -255,17 +255,19 @@ def time_table(runs: list, build_seconds: float) -> str:
     return "\n".join(lines)
 
 
-def cli(config, args) -> int:
-    """``python -m igkd_lib book --profile X [--force]``: build the book for the config's profile.
-
-    Of the ``--set`` overrides only ``seeds`` reaches the chapters (as their ``seeds`` parameter).
-    """
+def chapter_overrides(config) -> dict:
+    """The fields where ``config`` differs from its profile's defaults, as papermill parameters (lists for tuples)."""
     from .config import make_config
 
-    default = make_config(config.profile)
-    changed = sorted(k for k, v in config.to_dict().items() if v != default.to_dict()[k] and k != "seeds")
-    if changed:
-        print(f"note: --set {', '.join(changed)} do not reach the chapters; only seeds does", file=sys.stderr)
-    parameters = {"seeds": list(config.seeds)} if config.seeds != default.seeds else None
-    build(config.profile, force=bool(getattr(args, "force", False)), parameters=parameters)
+    default = make_config(config.profile).to_dict()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items() if v != default[k]}
+
+
+def cli(config, args) -> int:
+    """``python -m igkd_lib book --profile X [--force] [--set key=value ...]``: build the book for the config's
+    profile; every field the ``--set`` overrides (or ``--preset``) change reaches every chapter, as its
+    ``overrides`` parameter (:func:`chapter_overrides`)."""
+    overrides = chapter_overrides(config)
+    build(config.profile, force=bool(getattr(args, "force", False)),
+          parameters={"overrides": overrides} if overrides else None)
     return 0

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from .config import PROFILES, ConfigError, make_config, parse_override
+from .config import METHODS, PROFILES, make_config, parse_override
 
 __all__ = ["main", "build_parser"]
 
@@ -35,7 +35,6 @@ _BENCHES = {
     "latency": ("igkd_lib.bench.latency", "teacher and student latency and throughput, with deployment variants"),
     "campaign": ("igkd_lib.bench.campaign", "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
 }
-_METHODS = ("baseline", "kd", "ig", "kd_ig")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         _common(command)
         if name in ("train", "run"):
-            command.add_argument("--method", dest="methods", action="append", choices=_METHODS,
+            command.add_argument("--method", dest="methods", action="append", choices=METHODS,
                                  help="method (repeatable; default: all four for run, kd_ig for train)")
         if name == "train":
             command.add_argument("--seed", type=int, default=0)

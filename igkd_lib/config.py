@@ -14,9 +14,14 @@ import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["Config", "ConfigError", "PROFILES", "make_config", "parse_override", "default_cache_dir"]
+from .validators import require
+
+__all__ = ["Config", "ConfigError", "PROFILES", "PLANS", "make_config", "parse_override", "default_cache_dir", "METHODS",
+           "FIELD_GROUPS", "KEY_DEFAULTS_LEFT_OUT", "group_fields"]
+
+METHODS = ("baseline", "kd", "ig", "kd_ig")  # the four students of Table 1, in the paper's order
 
 IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 IG_BASELINES = ("black", "mean")
@@ -38,6 +43,44 @@ MAX_IG_STEPS = 10_000
 MAX_EXPONENT = 100.0  # map ** s with a larger s flushes every map to zero
 _NOT_OVERRIDABLE = {"profile": "choose it with --profile (command line) or the profile parameter (papermill)"}
 IG_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+# What each cached artifact and each stage depends on, declared once: the run key
+# (igkd_lib.experiments.run_key), the maps key (igkd_lib.maps.maps_key), the in-process memos of the
+# teacher and maps, the wide trainer's groups (igkd_lib.wide.GROUP_FIELDS) and a checkpoint's identity
+# (igkd_lib.student) are derived from these groups. Every field of Config is in at least one group
+# (tests/test_config.py checks it): a new field goes where it belongs, and every key that covers that
+# group covers it.
+FIELD_GROUPS: dict[str, tuple[str, ...]] = {
+    # where and which runs: never part of what a run computes (nor of a checkpoint's identity)
+    "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds"),
+    "data": ("data_source", "n_train", "n_test", "subset_seed"),
+    # what the trained teacher depends on (igkd_lib.teacher.recipe_from_config)
+    "teacher": ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
+                "teacher_warmup", "crop_padding", "subset_seed"),
+    # what the maps depend on besides the teacher, the data and their arithmetic
+    "maps": ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source"),
+    # how the maps are computed: ig_chunk changes only the speed (bit-identical maps, tested); ig_precision
+    # enters the keys as its resolved value (igkd_lib.maps.maps_precision)
+    "maps_arithmetic": ("ig_chunk", "ig_precision"),
+    "student": ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
+                "student_normalise", "crop_padding", "flip", "train_compile", "bn_recalibrate"),
+    # the evaluation's batch: speed only, but the members of one wide group evaluate together
+    "evaluation": ("eval_batch_size",),
+    "method": ("alpha", "p"),  # which of the method's parts are on (igkd_lib.student.method_config)
+    "kd": ("temperature", "teacher_logits"),
+    "overlay": ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps"),
+}
+# Fields left out of a key at these values, so the keys made before the field existed still hold.
+KEY_DEFAULTS_LEFT_OUT = {"map_views": "clean", "map_source": "ig", "bn_recalibrate": False}
+
+
+def group_fields(*groups: str) -> tuple[str, ...]:
+    """The fields of ``groups`` (names of :data:`FIELD_GROUPS`), in order, each once."""
+    unknown = [g for g in groups if g not in FIELD_GROUPS]
+    if unknown:
+        raise ValueError(f"groups={unknown!r} are not allowed; allowed: {', '.join(FIELD_GROUPS)}")
+    return tuple(dict.fromkeys(name for group in groups for name in FIELD_GROUPS[group]))
 
 
 class ConfigError(ValueError):
@@ -110,12 +153,28 @@ class Config:
         """A validated copy with some fields changed (same rules as :func:`make_config`)."""
         return make_config(self.profile, self, **overrides)
 
+    def plan(self, name: str, device_type: str | None = None):
+        """The profile's ``name`` plan (:data:`PLANS`); ``device_type="cpu"`` picks its ``{name}_cpu`` where it has one."""
+        plans = PLANS[self.profile]
+        if device_type == "cpu" and f"{name}_cpu" in plans:
+            return plans[f"{name}_cpu"]
+        if name not in plans:
+            raise ValueError(f"name={name!r} is not allowed; allowed: {', '.join(k for k in plans if not k.endswith('_cpu'))}")
+        return plans[name]
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def key_fields(self, *names: str) -> dict:
         """The named fields, for cache keys."""
         return {name: getattr(self, name) for name in names}
+
+    def group_key(self, *groups: str) -> dict:
+        """The fields of ``groups`` (:data:`FIELD_GROUPS`) for a cache key, those at a
+        :data:`KEY_DEFAULTS_LEFT_OUT` value left out."""
+        missing = object()
+        return {name: getattr(self, name) for name in group_fields(*groups)
+                if KEY_DEFAULTS_LEFT_OUT.get(name, missing) != getattr(self, name)}
 
 
 # smoke and quick recompute BatchNorm's running statistics before each evaluation (bn_recalibrate):
@@ -142,6 +201,40 @@ _PAPER = dict(
     ig_steps=50, eval_batch_size=1000, bn_recalibrate=False,
 )
 PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
+
+# What each profile runs beyond the fields above, read with Config.plan(name): the chapters' grids and
+# the benchmarks' sizes, so no module outside this one branches on a profile's name.
+# ablation: chapter 5's grids: small on smoke; on quick the paper's values only, no control (every run
+# is chapter 4's: a quick run costs a minute or more, and the default book stays within 12 minutes);
+# the full grid on paper. Values equal to the paper's share the default run with chapter 4.
+# latency: the sweep's batch sizes, repeats per batch size, warm-up, cuts, the variants' repeats (on a
+# CPU the paper profile uses latency_cpu: warm-up 5 and 100 batch-1 repeats keep the teacher's IQR under
+# 10% of its median on a quiet CPU; batch 256, 4 s a call on 2 cores, is left to GPUs), whether
+# torch.compile variants are built and whether the tables are saved under results/latency; the config's
+# own student_cut is always swept too.
+# paper_teacher: the GPU-trained paper teacher is this profile's teacher where installed.
+# commit_results: a full `python -m igkd_lib run` writes results/paper/runs.csv.
+_CPU_LATENCY = dict(batch_sizes=(1, 8, 64), repeats={1: 100, 8: 20, 64: 5}, warmup={1: 5, 8: 2, 64: 1},
+                    cuts=STUDENT_CUTS, variant_repeats=40, compile=True, save=True)
+PLANS: dict[str, dict] = {
+    "smoke": dict(
+        ablation=dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,),
+                      controls=("shuffled", "official", "logits"), faults="ends"),
+        latency=dict(batch_sizes=(1, 8), repeats={1: 10, 8: 5}, warmup=2, cuts=(17,), variant_repeats=10,
+                     compile=False, save=False),
+        paper_teacher=False, commit_results=False),
+    "quick": dict(
+        ablation=dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
+                      controls=(), faults="none"),
+        latency=_CPU_LATENCY, paper_teacher=False, commit_results=False),
+    "paper": dict(
+        ablation=dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
+                      blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits"),
+                      faults="full"),
+        latency=dict(batch_sizes=(1, 8, 64, 256), repeats={1: 200, 8: 100, 64: 50, 256: 30}, warmup=10,
+                     cuts=STUDENT_CUTS, variant_repeats=200, compile=True, save=True),
+        latency_cpu=_CPU_LATENCY, paper_teacher=True, commit_results=True),
+}
 
 
 def make_config(profile: str = "quick", _base: Config | None = None, /, **overrides: Any) -> Config:
@@ -216,8 +309,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+    require(ok, name, value, allowed, ConfigError)
 
 
 def _validate(c: Config) -> None:

@@ -1,12 +1,15 @@
 """What every chapter does first: build its config from the ``parameters`` cell and say where it runs.
 
-``config = chapter_setup(profile, **overrides)`` is the one way a notebook gets its configuration;
-it prints the provenance line (profile, seeds, data source, device, commit) that stands beside
-every result of the chapter.
+``config = chapter_setup(profile, overrides, **named)`` is the one way a notebook gets its
+configuration: ``profile`` and ``overrides`` (any Config field -> value; ``make book SET=...`` and
+``python -m igkd_lib book --set key=value`` fill it in every chapter) come from the ``parameters``
+cell, ``named`` from the chapter's own parameters. It prints the provenance line (profile, seeds, data
+source, device, commit) that stands beside every result of the chapter.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import torch
 
@@ -16,10 +19,22 @@ from .provenance import provenance_line, resolve_device
 __all__ = ["chapter_setup", "caption", "figure_note", "prepare_runtime", "list_parameter"]
 
 
-def chapter_setup(profile: str, **overrides) -> Config:
-    """A validated config for a chapter; prints its provenance line. Empty overrides are ignored."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    config = make_config(profile, **overrides)
+def chapter_setup(profile: str, overrides: Mapping | str | None = None, **named) -> Config:
+    """A validated config for a chapter, ``make_config(profile, **named, **overrides)``; prints its provenance line.
+
+    ``named`` values that are None are left out (the profile's); ``overrides`` (a mapping, or its JSON text
+    as ``papermill -p`` passes it) win over ``named``.
+    """
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides or "{}")
+        except ValueError:
+            raise ConfigError(f"overrides={overrides!r} is not allowed; allowed: a mapping of config fields to "
+                              "values, or its JSON text, e.g. '{\"student_epochs\": 2}'") from None
+    if not isinstance(overrides, Mapping if overrides is not None else type(None)):
+        raise ConfigError(f"overrides={overrides!r} is not allowed; allowed: a mapping of config fields to values")
+    values = {**{k: v for k, v in named.items() if v is not None}, **(overrides or {})}
+    config = make_config(profile, **values)
     prepare_runtime(config)
     print(provenance_line(config))
     return config

@@ -8,16 +8,19 @@ weights of any run of :func:`igkd_lib.experiments.run_one` (training it where it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import experiments, models
-from .augment import overlay
-from .config import STUDENT_CUTS, Config
+from .augment import overlay, to_float
+from .config import METHODS, STUDENT_CUTS, Config
 from .student import method_config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["BOOK_SIZES", "study_students", "StudyEntry", "beyond_paper_queue", "trained_student", "official_students", "teacher_on_overlays",
            "SOURCE_STUDY", "COMPRESSION_METHODS"]
@@ -54,7 +57,7 @@ def beyond_paper_queue(seeds=tuple(range(10))) -> list[StudyEntry]:
     seeds = tuple(int(s) for s in seeds)
     queue = [StudyEntry("overlay source", {"map_source": s}, ("kd_ig", "ig"), seeds)
              for s in SOURCE_STUDY if s != "ig"]
-    queue += [StudyEntry(name, {}, ("baseline", "kd", "ig", "kd_ig"), seeds, trains=False)
+    queue += [StudyEntry(name, {}, METHODS, seeds, trains=False)
               for name in ("attribution agreement", "robustness under corruption")]
     queue += [StudyEntry("compression", {"student_cut": cut}, COMPRESSION_METHODS, seeds)
               for cut in STUDENT_CUTS if cut != 5]
@@ -101,7 +104,7 @@ def official_students(config: Config) -> dict[str, tuple[nn.Module, float]]:
     return out
 
 
-def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), seeds=None, official: bool = True,
+def study_students(config: Config, methods=METHODS, seeds=None, official: bool = True,
                    progress: bool = False) -> dict:
     """{label: (model, method, seed)}: the trained students of ``methods`` x ``seeds`` (the profile's by
     default; trained where missing), then the authors' published ones (seed None) if ``official``."""
@@ -121,7 +124,7 @@ def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: 
 
     Every image is overlaid (p = 1) with its own map (k, H, W); one row per blend.
     """
-    x = images_uint8.float() / 255
+    x = to_float(images_uint8)
     rows = []
     for blend in blends:
         generator = torch.Generator().manual_seed(seed)

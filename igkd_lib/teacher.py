@@ -26,8 +26,7 @@ from .config import Config
 from .data import Cifar10, load_splits
 from .errors import WeightsError
 from .provenance import device_name, git_commit, resolve_device
-from .storage import (atomic_torch_save, atomic_write_json, model_sha256, move_aside, read_json, sha256_file,
-                      stable_hash)
+from .storage import atomic_torch_save, atomic_write_json, model_sha256, move_aside, read_json, sha256_file, stable_hash
 from .train import TrainResult, train_loop, warmup_cosine
 
 __all__ = ["TeacherRecipe", "AveragedTeacherRecipe", "recipe_from_config", "train_teacher", "get_teacher",
@@ -223,11 +222,11 @@ def load_shipped_teacher(weights: Path = SHIPPED_WEIGHTS) -> tuple[nn.Module, di
 
 
 def preferred_weights(config: Config, paper: Path = PAPER_WEIGHTS, cpu: Path = SHIPPED_WEIGHTS) -> Path:
-    """The shipped weights ``config`` uses: the paper teacher on ``paper`` (when installed), and on every
-    other profile where its accuracy, measured on the same data source, beats the CPU teacher's."""
+    """The shipped weights ``config`` uses: the paper teacher where the profile's plan says so (``paper``; when
+    installed), and on every other profile where its accuracy, measured on the same data source, beats the CPU teacher's."""
     if not (paper.is_file() and paper.with_suffix(".json").is_file()):
         return cpu
-    if config.profile == "paper":
+    if config.plan("paper_teacher"):
         return paper
     try:
         ours, theirs = read_json(paper.with_suffix(".json")), read_json(cpu.with_suffix(".json"))

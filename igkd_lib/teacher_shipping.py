@@ -20,8 +20,15 @@ from .config import Config
 from .data import Cifar10
 from .provenance import resolve_device
 from .storage import atomic_torch_save, load_checkpoint, stable_hash
-from .teacher import (SHIPPED_WEIGHTS, AveragedTeacherRecipe, TeacherRecipe, load_shipped_teacher, recipe_from_config,
-                      ship_teacher, train_teacher)
+from .teacher import (
+    SHIPPED_WEIGHTS,
+    AveragedTeacherRecipe,
+    TeacherRecipe,
+    load_shipped_teacher,
+    recipe_from_config,
+    ship_teacher,
+    train_teacher,
+)
 from .train import TrainResult, returned_weights
 
 __all__ = ["CPU_RECIPE", "CPU_FINETUNE", "CPU_POLISH", "CPU_AVERAGE", "CPU_AVERAGE_POLISH", "CPU_STAGES",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from .augment import to_float
 from .data import Cifar10
 from .errors import NonFiniteLossError
 from .storage import atomic_torch_save, load_checkpoint
+from .timing import Stopwatch
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
@@ -61,9 +61,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere (CPU results stay float32 and reproducible)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast where ``bf16`` (default: on CUDA only), nothing elsewhere (CPU results stay float32
+    and reproducible). The one place that says what "bf16" means for the library's arithmetic."""
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def precision_name(device: torch.device) -> str:
@@ -253,7 +256,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             break
         order, draws = _epoch_plan(seed, epoch, len(train), draw_fn, device, upload=not per_step_sync)
         model.train()
-        started = time.perf_counter()
+        watch = Stopwatch()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not show_bar,
@@ -275,7 +278,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             correct += (logits.detach().argmax(1) == y).sum()
             if per_step_sync:
                 float(loss_sum), int(correct)
-        seconds = time.perf_counter() - started
+        seconds = watch.seconds
         if before_eval is not None:
             before_eval(model)
         row = _epoch_row(epoch, loss_sum, correct, len(train), device_correct(model, test_images, test_labels,

@@ -6,8 +6,17 @@ from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from igkd_lib import models
-from igkd_lib.attribution import (AUTO_CHUNK, METHODS, chunk_size, gradient_x_input, integrated_gradients, quadrature, reduce_map,
-                                  resolve_baseline, smoothgrad)
+from igkd_lib.attribution import (
+    AUTO_CHUNK,
+    METHODS,
+    chunk_size,
+    gradient_x_input,
+    integrated_gradients,
+    quadrature,
+    reduce_map,
+    resolve_baseline,
+    smoothgrad,
+)
 from igkd_lib.config import make_config
 from igkd_lib.data import load_splits
 

@@ -8,6 +8,7 @@ full-page screenshots beside the site's html folder, in ``screenshots/``.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -164,17 +165,30 @@ def test_a_failing_chapter_leaves_no_executed_copy(tmp_path):
     assert (tmp_path / "out" / "notebooks" / "00_bad.failed.ipynb").exists()
 
 
-def test_cli_passes_seeds_to_the_chapters(monkeypatch):
-    from types import SimpleNamespace
-
-    from igkd_lib.config import make_config
+def test_cli_forwards_every_set_override_to_every_chapter(monkeypatch):
+    from igkd_lib import cli
+    from igkd_lib.notebook import chapter_setup
 
     calls = []
     monkeypatch.setattr(book, "build", lambda profile, **kw: calls.append((profile, kw)))
-    book.cli(make_config("smoke"), SimpleNamespace(force=False))
-    book.cli(make_config("quick", seeds=[0, 1, 2]), SimpleNamespace(force=True))
+    assert cli.main(["book", "--profile", "smoke"]) == 0
+    assert cli.main(["book", "--profile", "quick", "--force", "--set", "seeds=0,1,2", "--set", "student_epochs=2",
+                     "--set", "map_alignment=official"]) == 0
     assert calls[0] == ("smoke", {"force": False, "parameters": None})
-    assert calls[1] == ("quick", {"force": True, "parameters": {"seeds": [0, 1, 2]}})
+    overrides = {"seeds": [0, 1, 2], "student_epochs": 2, "map_alignment": "official"}
+    assert calls[1] == ("quick", {"force": True, "parameters": {"overrides": overrides}})
+    # what a chapter's setup cell makes of the papermill parameter (a mapping, or JSON text from `papermill -p`)
+    for given in (overrides, json.dumps(overrides)):
+        config = chapter_setup("quick", given, seeds=None, p=None)
+        assert (config.seeds, config.student_epochs, config.map_alignment) == ((0, 1, 2), 2, "official")
+
+
+def test_every_chapter_takes_overrides_and_passes_them_to_its_setup():
+    for page in book.chapters_from_toc():
+        cells = nbformat.read(ROOT / page, as_version=4).cells
+        parameters = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+        assert "overrides = {}" in parameters.source, page
+        assert any("chapter_setup(profile, overrides" in c.source for c in cells if c.cell_type == "code"), page
 
 
 @pytest.mark.slow

@@ -2,8 +2,17 @@
 import pytest
 import torch
 
-from igkd_lib.campaign.queue import (CONTROLS, TABLE1_SEEDS, Entry, compatible_runs, entry_key, group_signature,
-                                     maps_signature, paper_queue, uses_maps)
+from igkd_lib.campaign.queue import (
+    CONTROLS,
+    TABLE1_SEEDS,
+    Entry,
+    compatible_runs,
+    entry_key,
+    group_signature,
+    maps_signature,
+    paper_queue,
+    uses_maps,
+)
 from igkd_lib.config import make_config
 from igkd_lib.data import Cifar10
 from igkd_lib.experiments import run_key

@@ -1,7 +1,6 @@
 """Tests of igkd_lib.studies: the queue, the official students, the teacher on overlays, run weights."""
 import pytest
 import torch
-from torch import nn
 
 from igkd_lib import experiments, models
 from igkd_lib.config import STUDENT_CUTS, make_config

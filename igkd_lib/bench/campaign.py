@@ -19,6 +19,7 @@ import torch
 
 from .. import models
 from ..config import Config
+from ..console import print_table
 from ..data import load_splits
 from ..provenance import device_name, resolve_device
 from ..student import train_student
@@ -70,7 +71,7 @@ def run(config: Config, steps: int | None = None) -> pd.DataFrame:
 def cli(config: Config, args) -> int:
     """Print the table, then the ratios."""
     table = run(config)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print_table(table)
     speed = dict(zip(table["design"], table["students_images_per_s"]))
     old, single = speed["single, per-step sync"], speed["single, sync-free"]
     print(f"single sync-free / single per-step sync = {single / old:.2f}x")

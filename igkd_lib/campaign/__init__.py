@@ -56,8 +56,8 @@ def cli(config: Config, args) -> int:
 
 
 def _paths(config: Config, args, tiny: bool) -> dict:
-    from .ingest import CHECKOUT, RESULTS_DIR
     from ..teacher import PAPER_WEIGHTS
+    from .ingest import CHECKOUT, RESULTS_DIR
 
     work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
     if tiny:
@@ -116,7 +116,7 @@ def _prepare(args) -> int:
     ready = prepare()
     print(f"ready: {ready['bytes'] / 2**20:.1f} MiB travel (limit 64 MiB); commit {ready['commit']}")
     print("\nrun on the device (tool `run`), then ingest:")
-    print(f"  kind:      nvidia-h200 (preferred for its memory bandwidth; nvidia-h100-x1 also works)")
+    print("  kind:      nvidia-h200 (preferred for its memory bandwidth; nvidia-h100-x1 also works)")
     print(f"  timeout_s: {TIMEOUT_S}")
     print(f"  carry:     {ready['carry']}")
     print(f"  command:   {device_command(ready['commit'], BUDGET_S)}")

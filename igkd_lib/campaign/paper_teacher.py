@@ -11,15 +11,15 @@ profile where they beat the CPU teacher (:func:`igkd_lib.teacher.preferred_weigh
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import torch
 
 from ..config import Config
 from ..data import Cifar10
-from ..storage import atomic_path, atomic_torch_save, atomic_write_json, read_json, sha256_file
+from ..storage import atomic_path, atomic_torch_save, atomic_write_json, sha256_file
 from ..teacher import PAPER_WEIGHTS, load_shipped_teacher, recipe_from_config, ship_teacher, train_teacher
+from ..timing import Stopwatch
 from ..train import TrainResult, evaluate
 
 __all__ = ["RESUME_FILES", "train_in_window", "split_checkpoint",
@@ -47,9 +47,9 @@ def train_in_window(config: Config, train: Cifar10, test: Cifar10, device: torch
             return result if result is not None else _finished(recipe, train, test, device, checkpoint)
         if epoch_cost is not None and seconds_left() < 1.25 * epoch_cost:
             return None
-        begun = time.monotonic()
+        watch = Stopwatch()
         result = train_teacher(recipe, train, test, device, checkpoint=checkpoint, progress=progress, stop_after=1)
-        epoch_cost = time.monotonic() - begun
+        epoch_cost = watch.seconds
         row = result.log[-1]
         print(f"teacher epoch {row['epoch']}/{recipe.epochs}: loss {row['loss']:.4f} test {row['test_acc']:.2f}% "
               f"({row['images_per_s']:.0f} img/s, {epoch_cost:.1f} s with evaluation)", flush=True)

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import torch
 
+from .. import wide
 from ..config import Config
 from ..data import SOURCE_LABELS, load_splits
 from ..maps import get_maps, maps_precision, throughput
 from ..provenance import device_name, resolve_device
-from ..storage import read_json
-from ..storage import model_sha256
+from ..storage import model_sha256, read_json
 from ..teacher import load_shipped_teacher
 from ..train import precision_name
-from .. import wide
 from .admission import Rate, calibrate, group_seconds
 from .budget import Clock
 from .ingest import done_keys
@@ -257,7 +256,7 @@ def _maps_phase(config, options, results, teacher, train, clock) -> torch.Tensor
 def _train(config, options, results, group, teacher, maps, sha, train, test, device, clock) -> None:
     fields = {"device": results.meta["device"], "device_type": device.type, "precision": results.meta["precision"],
               "trainer": TRAINER, "data_source": train.source, "profile": config.profile, "commit": options.commit,
-              "teacher_origin": "paper" if config.profile == "paper" else "campaign", "teacher_sha256": sha,
+              "teacher_origin": "paper" if config.plan("paper_teacher") else "campaign", "teacher_sha256": sha,
               "teacher_acc": results.meta["teacher"]["measured_accuracy"], "window": results.meta["window"]}
     for entry, key in group:
         results.start(entry, key, config, fields)

@@ -92,3 +92,19 @@ def test_group_key_leaves_out_the_declared_defaults_only():
     assert "map_views" not in key and "map_source" not in key and key["bn_recalibrate"] is True
     assert "bn_recalibrate" not in make_config("paper").group_key("student")
     assert make_config("quick", map_source="sobel").group_key("maps")["map_source"] == "sobel"
+
+
+def test_each_profile_has_its_plans_and_the_cpu_variant_where_it_differs():
+    from igkd_lib.config import PLANS
+
+    for name in PROFILES:
+        config = make_config(name)
+        assert set(config.plan("ablation")) == {"p_values", "temperatures", "alphas", "blends", "seeds", "controls",
+                                                 "faults"}
+        assert config.plan("latency")["batch_sizes"][0] == 1
+    paper = make_config("paper")
+    assert 256 in paper.plan("latency")["batch_sizes"] and 256 not in paper.plan("latency", "cpu")["batch_sizes"]
+    assert paper.plan("paper_teacher") and not make_config("quick").plan("paper_teacher")
+    assert set(PLANS) == set(PROFILES)
+    with pytest.raises(ValueError, match="name='nonsense' is not allowed"):
+        paper.plan("nonsense")

@@ -212,9 +212,14 @@ def _step_draws(draws, positions_slice: slice, device: torch.device):
 
 
 def _epoch_row(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, n: int, test_correct: torch.Tensor,
-               n_test: int, seconds: float) -> dict:
-    """The epoch's log row; the one place the epoch's device-side sums are read."""
+               n_test: int, watch: Stopwatch) -> dict:
+    """The epoch's log row; the one place the epoch's device-side sums are read.
+
+    ``seconds`` is the epoch's wall time on ``watch`` (started with the epoch) to this read:
+    training, ``before_eval`` and evaluation, as the wide trainer counts it.
+    """
     sums = torch.stack([loss_sum.double(), correct.double(), test_correct.double()]).cpu().tolist()
+    seconds = watch.seconds
     return {"epoch": epoch + 1, "loss": sums[0] / n, "train_acc": 100.0 * sums[1] / n,
             "test_acc": 100.0 * sums[2] / n_test, "seconds": seconds, "images_per_s": n / seconds}
 
@@ -278,11 +283,10 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             correct += (logits.detach().argmax(1) == y).sum()
             if per_step_sync:
                 float(loss_sum), int(correct)
-        seconds = watch.seconds
         if before_eval is not None:
             before_eval(model)
         row = _epoch_row(epoch, loss_sum, correct, len(train), device_correct(model, test_images, test_labels,
-                         eval_batch_size), len(test), seconds)
+                         eval_batch_size), len(test), watch)
         if average is not None:
             average_correct = device_correct(average.module, test_images, test_labels, eval_batch_size)
             row = {**row, "test_acc": 100.0 * int(average_correct) / len(test), "live_test_acc": row["test_acc"]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import nbformat
@@ -312,4 +313,20 @@ def test_time_table_lists_every_page_its_share_and_the_total():
     assert any(line.startswith("notebooks/02") and "90.0" in line and "90.0%" in line for line in lines)
     assert any("results_summary" in line and "up to date" in line for line in lines)
     assert any(line.startswith("Jupyter Book") and "9.5" in line for line in lines)
-    assert lines[-1].split()[:2] == ["total", "100.0"] and "1.7 min" in lines[-1]
+    assert lines[-1].split()[:2] == ["total", "100.0"] and "1 min 40 s" in lines[-1]
+    assert "set-up not included" in lines[-1] and "set-up (" not in table
+
+
+def test_time_table_counts_the_set_up_make_book_reports(monkeypatch):
+    runs = [book.ChapterRun(ROOT / "notebooks" / "02_precomputing_maps.ipynb", ROOT / "x", 90.0, False)]
+    monkeypatch.setenv(book.STARTED_ENV, str(time.time() - 30))
+    setup = book.setup_seconds()
+    assert 29 <= setup < 60
+    lines = book.time_table(runs, 10.0, setup).splitlines()
+    assert lines[2].startswith("set-up (") and lines[-1].startswith("total") and "set-up not included" not in lines[-1]
+    assert float(lines[-1].split()[1]) == pytest.approx(100.0 + setup, abs=0.1)
+    monkeypatch.setenv(book.STARTED_ENV, "yesterday")
+    with pytest.raises(ValueError, match=book.STARTED_ENV):
+        book.setup_seconds()
+    monkeypatch.delenv(book.STARTED_ENV)
+    assert book.setup_seconds() is None

@@ -302,6 +302,9 @@ def test_plumbing_is_tagged_not_written_on_the_page(page):
             figure = cell.metadata.get("mystnb", {})
             assert figure.get("figure", {}).get("caption") and len(figure.get("image", {}).get("alt", "")) > 20, \
                 f"{page}: a figure cell needs mystnb.figure.caption and mystnb.image.alt"
+        if "table_note(" in cell.source and ", table_note" not in cell.source:
+            assert cell.metadata.get("mystnb", {}).get("markdown_format") == "myst", \
+                f"{page}: a table_note cell needs mystnb.markdown_format = myst (else its numbered table shows as code)"
 
 
 def test_time_table_lists_every_page_its_share_and_the_total():

@@ -44,7 +44,7 @@ test: setup browser
 notebooks: setup
 	@for nb in $(NOTEBOOKS) book/results_summary.ipynb book/findings.ipynb; do \
 		echo "executing $$nb (smoke)"; \
-		$(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
+		IGKD_BATCH=1 $(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
 	done
 
 clean-book:

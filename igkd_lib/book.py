@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from .storage import atomic_write_json
+from .train import BATCH_ENV
 
 __all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters",
            "stage_and_build", "build", "time_table", "setup_seconds", "cli", "SUMMARY_PAGES",
@@ -105,6 +106,8 @@ def _execute(source: Path, executed: Path, parameters: dict, progress: bool) -> 
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     running, failed = executed.with_suffix(".running.ipynb"), executed.with_suffix(".failed.ipynb")
+    previous = os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = "1"  # the kernel inherits it: progress as lines on the page, never widgets
     try:
         papermill.execute_notebook(str(source), str(running), parameters=parameters, kernel_name="python3",
                                    cwd=str(source.parent), progress_bar=progress)
@@ -112,6 +115,8 @@ def _execute(source: Path, executed: Path, parameters: dict, progress: bool) -> 
         if running.exists():
             os.replace(running, failed)
         raise
+    finally:
+        os.environ.pop(BATCH_ENV) if previous is None else os.environ.update({BATCH_ENV: previous})
     os.replace(running, executed)  # atomic: a reader sees the old copy or the whole new one
     failed.unlink(missing_ok=True)
 

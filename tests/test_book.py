@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -104,6 +105,29 @@ def test_execute_passes_the_profile_and_skips_a_fresh_copy(tmp_path):
     assert book.execute_chapters("smoke", tmp_path / "out", **kwargs)[0].skipped
     assert not book.execute_chapters("smoke", tmp_path / "out", parameters={"seeds": [1]}, **kwargs)[0].skipped
     assert not book.execute_chapters("smoke", tmp_path / "out", force=True, **kwargs)[0].skipped
+
+
+def test_the_kernels_of_a_book_run_are_batch_runs(tmp_path, monkeypatch):
+    """make book's kernels see IGKD_BATCH, so training prints one line per epoch instead of widget bars."""
+    import papermill
+
+    from igkd_lib.train import BATCH_ENV, interactive
+
+    seen = []
+
+    def fake_execute(source, output, **kwargs):
+        seen.append((os.environ.get(BATCH_ENV), interactive()))
+        Path(output).write_text(Path(source).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.delenv(BATCH_ENV, raising=False)
+    _tiny_notebook(tmp_path / "notebooks" / "00_tiny.ipynb")
+    book.execute_chapters("smoke", tmp_path / "out", chapters=["notebooks/00_tiny.ipynb"], progress=False, root=tmp_path)
+    assert seen == [("1", False)] and BATCH_ENV not in os.environ  # set for the kernel, restored after
+    monkeypatch.setenv(BATCH_ENV, "0")
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.delitem(sys.modules, "papermill")  # imported above: papermill in this process is a batch run
+    assert interactive()  # "0" is not a batch run: a live kernel shows bars
 
 
 PAGES = [Path(f + ".ipynb") for f in book._toc_files(TOC) if (ROOT / (f + ".ipynb")).exists() or f.startswith("notebooks/")]

@@ -254,7 +254,14 @@ _READER_CHECK = r"""() => {
     const figure = img.closest('figure');
     const caption = figure && figure.querySelector('figcaption');
     if (!caption || caption.innerText.trim().length < 10) problems.push('figure without a caption: ' + img.getAttribute('src'));
+    const number = caption && caption.querySelector('.caption-number');
+    if (!number || !/^Figure \d+/.test(number.innerText.trim())) problems.push('figure without a number: ' + img.getAttribute('src'));
   }
+  for (const table of article.querySelectorAll('.cell_output table[id^="tbl-"]')) {  // igkd_lib.notebook.table_note
+    const number = table.querySelector('caption .caption-number');
+    if (!number || !/^Table \d+/.test(number.innerText.trim())) problems.push('table without a number: ' + table.id);
+  }
+  if (/```\{table\}|:name: tbl-/.test(article.innerText)) problems.push('a numbered table shown as its MyST source');
   for (const el of article.querySelectorAll('.cell_output .stderr, .cell_output .output.traceback'))
     if (visible(el)) problems.push('stderr/traceback output: ' + name(el));
   for (const cell of article.querySelectorAll('.cell'))
@@ -297,8 +304,8 @@ HTML_PAGES = ["index.html"] + [f + ".html" for f in book._toc_files(TOC)]
 @pytest.mark.slow
 @pytest.mark.browser
 def test_every_page_reads_well_at_1280px(site):
-    """Issue 15: nothing wider than the column, figures >= 60 % of it with caption and alt text, no stderr,
-    no plumbing. Full-page screenshots are kept in the build output (``_build/screenshots``)."""
+    """Issue 15: nothing wider than the column, figures >= 60 % of it with a numbered caption and alt text,
+    numbered tables, no stderr, no plumbing. Full-page screenshots are kept in the build output (``_build/screenshots``)."""
     from test_views_browser import _require_browser
 
     _require_browser()

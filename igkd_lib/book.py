@@ -116,7 +116,10 @@ def _execute(source: Path, executed: Path, parameters: dict, progress: bool) -> 
             os.replace(running, failed)
         raise
     finally:
-        os.environ.pop(BATCH_ENV) if previous is None else os.environ.update({BATCH_ENV: previous})
+        if previous is None:
+            del os.environ[BATCH_ENV]
+        else:
+            os.environ[BATCH_ENV] = previous
     os.replace(running, executed)  # atomic: a reader sees the old copy or the whole new one
     failed.unlink(missing_ok=True)
 

@@ -135,10 +135,10 @@ _SMOKE = dict(
 # (chapter 4's four methods at seed 0; chapters 5 and 8 and the summary pages read them from the run
 # cache, igkd_lib.studies.BOOK_SIZES keeps the Sobel-source run for `paper` and explicit sources), so
 # four epochs each (~5.3 min; eight took ~10.5 min for chapter 4 alone): four points per learning curve.
-# Baseline seed 0 with recalibrated BatchNorm, test accuracy after epochs 1-8: 30.1, 37.0, 41.6, 44.4,
-# 43.9, 47.8, 47.3, 48.1 % (without recalibration: 14.7, 35.4, 33.8, 38.8, 41.6, 43.6, 43.3, 47.0 %); a
-# four-epoch run is the first four epochs of an eight-epoch one (constant learning rate, every epoch's
-# draws seeded by (seed, epoch)), so it ends at 44.4 %, 4.4 times chance. Adam at 2e-3 learnt no faster
+# Baseline seed 0 with recalibrated BatchNorm, test accuracy after epochs 1-4, measured with this profile
+# (chapter 4 under papermill): 32.6, 37.4, 42.9, 42.2 %, 4.2 times chance. An earlier eight-epoch run:
+# 30.1, 37.0, 41.6, 44.4, 43.9, 47.8, 47.3, 48.1 % (without recalibration: 14.7, 35.4, 33.8, 38.8, 41.6,
+# 43.6, 43.3, 47.0 %), so epochs 5-8 would add ~4 points for ~5 more minutes. Adam at 2e-3 learnt no faster
 # (32.7, 35.4, 41.0, 41.6 % after epochs 1-4). The batch is 32, not the paper's 64: twice the optimiser
 # steps for the same images (34 % vs 16 % after 2 epochs without recalibration); one seed, 8 IG points
 # (Gauss-Legendre), evaluation in batches of 128 (cheaper per image on a CPU than 500).

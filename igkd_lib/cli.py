@@ -34,6 +34,7 @@ _BENCHES = {
     "train": ("igkd_lib.bench.training", "student KD+IG training throughput against the floor and the official design"),
     "latency": ("igkd_lib.bench.latency", "teacher and student latency and throughput, with deployment variants"),
     "campaign": ("igkd_lib.bench.campaign", "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
+    "pointwise": ("igkd_lib.bench.pointwise", "the wide student's 1x1 convolutions: grouped conv vs batched matmul"),
 }
 _METHODS = ("baseline", "kd", "ig", "kd_ig")
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import student as _student
 from .config import Config
 from .data import Cifar10, load_splits
-from .provenance import device_name, git_commit, resolve_device
+from .provenance import device_name, git_commit, provenance, resolve_device
 from .storage import atomic_torch_save, read_checked_json, stable_hash, write_checked_json
 from .train import interactive, precision_name
 
@@ -282,13 +282,27 @@ def overlay_results(config: Config, seeds=None) -> pd.DataFrame:
 
 
 def _commit_results(config: Config, table: pd.DataFrame) -> None:
-    """In a checkout, write the paper profile's table under ``results/paper/`` for committing."""
-    from .provenance import provenance
-    from .reference import RESULTS_DIR, write_results
+    """In a checkout, merge the paper profile's finished runs into ``results/paper/`` for committing
+    (the campaign's merge: rows already there stay, the same row twice is one row, a different row
+    under a key already there is an error; this call's provenance becomes one more window record)."""
+    import datetime
 
-    if (RESULTS_DIR.parent / "pyproject.toml").is_file():
-        meta = {**provenance(config, table["data_source"].iloc[0]), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-        print(f"\nwrote {write_results(table, config.profile, meta, RESULTS_DIR)} (commit it to show it in the book)")
+    from .campaign.ingest import RESULTS_DIR, merge_results
+
+    if not (RESULTS_DIR.parent / "pyproject.toml").is_file():
+        return
+    first = table.iloc[0]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    meta = {**provenance(config, first["data_source"]), "window": f"run-{now:%Y%m%dT%H%M%SZ}-{first['commit']}",
+            "date": now.isoformat(timespec="seconds"), "precision": str(first.get("precision", "")),
+            "trainer": "single", "command": "python -m igkd_lib run"}
+    logs = {row["run_key"]: row["log"] for row in _rows(config, list(set(table["method"])), list(config.seeds),
+                                                         None, progress=False, cached_only=True)}
+    runs = [{"row": {**row, "status": "complete"}, "log": logs.get(row["run_key"], [])}
+            for row in table.drop(columns=["cached"], errors="ignore").to_dict("records")]
+    added = merge_results(runs, meta, RESULTS_DIR)
+    print(f"\nmerged {added} new run(s) into {RESULTS_DIR / config.profile / 'runs.csv'} (commit it to show it "
+          "in the book)")
 
 
 def _below_target(accuracy: float) -> str:

@@ -213,9 +213,14 @@ def _step_draws(draws, positions_slice: slice, device: torch.device):
 
 
 def _epoch_row(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, n: int, test_correct: torch.Tensor,
-               n_test: int, seconds: float) -> dict:
-    """The epoch's log row; the one place the epoch's device-side sums are read."""
+               n_test: int, started: float) -> dict:
+    """The epoch's log row; the one place the epoch's device-side sums are read.
+
+    ``seconds`` is the epoch's wall time from ``started`` (a ``perf_counter`` reading) to this read:
+    training, ``before_eval`` and evaluation, as the wide trainer counts it.
+    """
     sums = torch.stack([loss_sum.double(), correct.double(), test_correct.double()]).cpu().tolist()
+    seconds = time.perf_counter() - started
     return {"epoch": epoch + 1, "loss": sums[0] / n, "train_acc": 100.0 * sums[1] / n,
             "test_acc": 100.0 * sums[2] / n_test, "seconds": seconds, "images_per_s": n / seconds}
 
@@ -279,11 +284,10 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             correct += (logits.detach().argmax(1) == y).sum()
             if per_step_sync:
                 float(loss_sum), int(correct)
-        seconds = time.perf_counter() - started
         if before_eval is not None:
             before_eval(model)
         row = _epoch_row(epoch, loss_sum, correct, len(train), device_correct(model, test_images, test_labels,
-                         eval_batch_size), len(test), seconds)
+                         eval_batch_size), len(test), started)
         if average is not None:
             average_correct = device_correct(average.module, test_images, test_labels, eval_batch_size)
             row = {**row, "test_acc": 100.0 * int(average_correct) / len(test), "live_test_acc": row["test_acc"]}

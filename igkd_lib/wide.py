@@ -204,7 +204,11 @@ def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: t
 
 
 def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: int, progress: bool):
-    """One epoch of the group: ``(runner, compile_used, rows)``; the device's sums are read once, at the end."""
+    """One epoch of the group: ``(runner, compile_used, rows)``; the device's sums are read once, at the end.
+
+    ``seconds``: the epoch's wall time up to that read (training, recalibration, evaluation), as in
+    :func:`igkd_lib.train.train_loop`.
+    """
     images, labels, test_images, test_labels = data
     n_train, batch = len(images), group.config.student_batch_size
     started = time.perf_counter()

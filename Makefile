@@ -14,6 +14,8 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.
 FORCE_FLAG := $(if $(FORCE),--force,)
 SET_FLAGS := $(foreach item,$(SET),--set $(item))
 CHROMIUM ?= /usr/bin/chromium
+# When make started (before the set-up): `make book`'s time table counts the set-up from it.
+STARTED := $(shell date +%s)
 APT_CHROMIUM := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 .PHONY: setup book test browser notebooks clean-book
@@ -29,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 book: setup
-	$(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG) $(SET_FLAGS)
+	IGKD_BOOK_STARTED=$(STARTED) $(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG) $(SET_FLAGS)
 
 # The browser tests need Debian's chromium: installed here when missing and root, else the one command that
 # installs it is printed and make stops (the browser tests never skip under `make test`).
@@ -46,7 +48,7 @@ test: setup browser
 notebooks: setup
 	@for nb in $(NOTEBOOKS) book/results_summary.ipynb book/findings.ipynb; do \
 		echo "executing $$nb (smoke)"; \
-		$(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
+		IGKD_BATCH=1 $(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
 	done
 
 clean-book:

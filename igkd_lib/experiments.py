@@ -26,7 +26,7 @@ from .faults import CONTROLS
 from .provenance import device_name, git_commit, provenance, resolve_device
 from .storage import atomic_torch_save, read_checked_json, stable_hash, write_checked_json
 from .timing import Stopwatch
-from .train import precision_name
+from .train import interactive, precision_name
 from .validators import check_int
 
 if TYPE_CHECKING:
@@ -187,7 +187,8 @@ def _rows(config, methods, seeds, variants, progress, cached_only=False):
     seeds = list(config.seeds if seeds is None else seeds)
     variants = list(variants) if variants else [{}]
     jobs = [(v, m, s) for v in variants for m in methods for s in seeds]
-    bar = tqdm(jobs, desc="runs", disable=not progress, unit="run")
+    # a bar in a terminal or a live notebook; in batch runs (papermill) only the runs' epoch lines
+    bar = tqdm(jobs, desc="runs", disable=not (progress and interactive()), unit="run")
     for overrides, method, seed in bar:
         bar.set_postfix_str(f"{method} seed {seed} {variant_label(overrides)}")
         row = run_one(config.replace(**overrides) if overrides else config, method, int(seed), progress=progress,

@@ -16,7 +16,7 @@ import torch
 from .config import Config, ConfigError, make_config
 from .provenance import provenance_line, resolve_device
 
-__all__ = ["chapter_setup", "caption", "figure_note", "prepare_runtime", "list_parameter"]
+__all__ = ["chapter_setup", "caption", "figure_note", "table_note", "pipe_table", "prepare_runtime", "list_parameter"]
 
 
 def chapter_setup(profile: str, overrides: Mapping | str | None = None, **named) -> Config:
@@ -110,3 +110,38 @@ def figure_note(text: str, figure=None) -> None:
         display(figure)
         plt.close(figure)
     print(text, flush=True)
+
+
+def table_note(table, title: str, name: str, text: str | None = None) -> None:
+    """Show ``table`` (a DataFrame) as the book's numbered "Table N: ``title``", then print ``text`` under it
+    (a provenance line, :func:`caption`).
+
+    One output, two forms: HTML (what Jupyter and Colab show) and a MyST ``{table}`` directive with the
+    label ``name`` (what the book shows, numbered; the cell's metadata ``mystnb.markdown_format`` must be
+    ``"myst"`` and ``_config.yml`` ranks Markdown above HTML).
+    """
+    from IPython.display import display
+
+    for label, value in (("title", title), ("name", name)):
+        if not isinstance(value, str) or not value.strip() or "\n" in value:
+            raise ValueError(f"{label}={value!r} is not allowed; allowed: a one-line, non-empty string")
+    directive = f"```{{table}} {title}\n:name: {name}\n\n{pipe_table(table)}\n```"
+    display({"text/html": table.to_html(), "text/markdown": directive, "text/plain": table.to_string()}, raw=True)
+    if text:
+        print(text, flush=True)
+
+
+def pipe_table(table) -> str:
+    """``table`` (a DataFrame) as a Markdown pipe table: its index too unless it is the default 0..n-1."""
+    import pandas as pd
+
+    frame = table if isinstance(table.index, pd.RangeIndex) and table.index.name is None else table.reset_index()
+    cell = lambda value: ("NaN" if _is_nan(value) else str(value)).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    header = [cell(column) for column in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and value != value

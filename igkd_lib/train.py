@@ -14,6 +14,7 @@ that fails falls back to eager, and the result's ``info`` records what ran.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,9 +34,10 @@ from .timing import Stopwatch
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
-           "precision_name", "epoch_line", "device_correct", "guarded_call"]
+           "precision_name", "epoch_line", "device_correct", "guarded_call", "BATCH_ENV"]
 
 COMPILE_CHOICES = ("none", "compile", "cudagraph")
+BATCH_ENV = "IGKD_BATCH"  # set (not "0"): a batch run, progress as one line per epoch, never bars (interactive)
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator, int], tuple]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
@@ -75,8 +77,10 @@ def precision_name(device: torch.device) -> str:
 
 
 def interactive() -> bool:
-    """True in a terminal or a live notebook kernel (progress bars), False in batch runs (one line per epoch)."""
-    if "papermill" in sys.modules:
+    """True in a terminal or a live notebook kernel (progress bars), False in batch runs (one line per epoch):
+    papermill in this process, or :data:`BATCH_ENV` set (``make book`` and ``make notebooks`` set it for the
+    kernels they start, which cannot tell a papermill client from a person)."""
+    if "papermill" in sys.modules or os.environ.get(BATCH_ENV, "") not in ("", "0"):
         return False
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 

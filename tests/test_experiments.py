@@ -160,15 +160,17 @@ def test_runs_with_the_same_effective_config_are_shared(fake):
 
 def test_cli_run_on_paper_profile_writes_committable_results(fake, monkeypatch, tmp_path, capsys):
     from igkd_lib import reference
+    from igkd_lib.campaign import ingest
 
     (tmp_path / "pyproject.toml").write_text("")
     monkeypatch.setattr(reference, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(ingest, "RESULTS_DIR", tmp_path / "results")
     config = fake.config.replace(seeds=[0])
     paper = dataclasses.replace(config, profile="paper")  # the smoke sizes under the paper profile's name
     experiments.cli(paper, types.SimpleNamespace(command="run", methods=None, seed=0))
     back = reference.committed_results("paper", folder=tmp_path / "results")
     assert sorted(back["method"]) == sorted(student.METHODS)
-    assert back.attrs["provenance"]["profile"] == "paper" and "wrote" in capsys.readouterr().out
+    assert back.attrs["provenance"]["profile"] == "paper" and "merged 4 new run(s)" in capsys.readouterr().out
 
 
 def test_fault_ablation_size_follows_the_profile():

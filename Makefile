@@ -1,6 +1,8 @@
 # igkd: the two commands of the README are `make book` (main job) and `make test` (the tests).
-#   make book [PROFILE=quick|smoke|paper] [FORCE=1]   execute every chapter, build _build/html/index.html
-#   make test                                          pytest over tests/ and nbval over notebooks/ (smoke),
+#   make book [PROFILE=quick|smoke|paper] [FORCE=1] [SET="key=value ..."]
+#                                                      execute every chapter, build _build/html/index.html;
+#                                                      each SET item overrides a config field in every chapter
+#   make test                                          ruff (lint, import order), pytest over tests/ and nbval over notebooks/ (smoke),
 #                                                      browser tests included (installs Debian's chromium as root)
 #   make notebooks                                     re-execute the stored notebooks in place on smoke
 PYTHON ?= python3
@@ -10,7 +12,10 @@ PROFILE ?= quick
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 FORCE_FLAG := $(if $(FORCE),--force,)
+SET_FLAGS := $(foreach item,$(SET),--set $(item))
 CHROMIUM ?= /usr/bin/chromium
+# When make started (before the set-up): `make book`'s time table counts the set-up from it.
+STARTED := $(shell date +%s)
 APT_CHROMIUM := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 .PHONY: setup book test browser notebooks clean-book
@@ -26,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 book: setup
-	$(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG)
+	IGKD_BOOK_STARTED=$(STARTED) $(PY) -m igkd_lib book --profile $(PROFILE) $(FORCE_FLAG) $(SET_FLAGS)
 
 # The browser tests need Debian's chromium: installed here when missing and root, else the one command that
 # installs it is printed and make stops (the browser tests never skip under `make test`).
@@ -37,12 +42,13 @@ browser:
 	fi
 
 test: setup browser
+	$(PY) -m ruff check igkd_lib tests tools
 	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/ notebooks/ $(NBVAL)
 
 notebooks: setup
 	@for nb in $(NOTEBOOKS) book/results_summary.ipynb book/findings.ipynb; do \
 		echo "executing $$nb (smoke)"; \
-		$(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
+		IGKD_BATCH=1 $(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
 	done
 
 clean-book:

@@ -14,7 +14,8 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from .attribution import integrated_gradients, reduce_map
+from .attribution import chunk_size, integrated_gradients, reduce_map
+from .augment import to_float
 from .config import Config
 from .data import Cifar10, stratified_subset
 from .stats import t_interval
@@ -32,9 +33,7 @@ def probe_images(test: Cifar10, n: int, seed: int = 0) -> Cifar10:
 
 def model_maps(model: nn.Module, images: Cifar10, config: Config) -> torch.Tensor:
     """IG maps (n, H, W) of ``model`` (eval mode) for the images' labels, with the config's IG settings."""
-    from .maps import chunk_size
-
-    x = images.images.float() / 255
+    x = to_float(images.images)
     result = integrated_gradients(model.eval(), x, images.labels, n_steps=config.ig_steps, method=config.ig_method,
                                   baseline=config.ig_baseline, chunk_size=chunk_size(config, torch.device("cpu")))
     return reduce_map(result.attributions)

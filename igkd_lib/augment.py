@@ -16,7 +16,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["crop_flip_indices", "apply_crop_flip", "random_crop_flip", "to_float", "overlay",
+from .validators import check_number
+
+__all__ = ["crop_flip_indices", "apply_crop_flip", "random_crop_flip", "random_crop_flip_with_maps", "to_float",
+           "overlay", "overlay_with_mask",
            "normalise_maps", "draw_exponents", "student_batch", "draw_crops", "draw_overlay", "epoch_draws",
            "overlay_generator", "draws_batch", "DRAW_KEYS"]
 
@@ -24,9 +27,10 @@ __all__ = ["crop_flip_indices", "apply_crop_flip", "random_crop_flip", "to_float
 DRAW_KEYS = ("offset_y", "offset_x", "flipped", "overlay_u", "exponents")
 
 
-def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> floats in [0, 1] (torch's default dtype: float32 unless a test chose float64)."""
-    return images_uint8.to(torch.get_default_dtype()).div_(255.0)
+def to_float(images_uint8: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> floats in [0, 1] of ``dtype`` (default: torch's, float32 unless a test chose
+    float64). The library's one uint8 -> float pixel conversion."""
+    return images_uint8.to(dtype or torch.get_default_dtype()).div_(255.0)
 
 
 def draw_crops(n: int, padding: int, flip: bool, generator: torch.Generator | None) -> dict:
@@ -61,17 +65,19 @@ def apply_crop_flip(batch: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
     return padded[index_n, index_c, rows.view(n, 1, -1, 1), cols.view(n, 1, 1, -1)]
 
 
-def random_crop_flip(images: torch.Tensor, maps: torch.Tensor | None = None, *, padding: int = 4,
-                     flip: bool = True, generator: torch.Generator | None = None):
-    """Random crop (zero ``padding``) and horizontal flip of a whole batch; ``maps`` (N, 1, H, W) follow.
-
-    Returns the images, or ``(images, maps)`` transformed identically when ``maps`` is given.
-    """
+def random_crop_flip(images: torch.Tensor, *, padding: int = 4, flip: bool = True,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random crop (zero ``padding``) and horizontal flip of a whole batch (N, C, H, W) -> (N, C, H, W)."""
     rows, cols = crop_flip_indices(images.shape[0], images.shape[-1], padding, flip, generator, images.device)
-    out = apply_crop_flip(images, rows, cols, padding)
-    if maps is None:
-        return out
-    return out, apply_crop_flip(maps, rows, cols, padding)
+    return apply_crop_flip(images, rows, cols, padding)
+
+
+def random_crop_flip_with_maps(images: torch.Tensor, maps: torch.Tensor, *, padding: int = 4, flip: bool = True,
+                               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`random_crop_flip` of ``images`` (N, C, H, W) with ``maps`` (N, 1, H, W) transformed identically
+    (the same draws as :func:`random_crop_flip` with the same generator): ``(images, maps)``."""
+    rows, cols = crop_flip_indices(images.shape[0], images.shape[-1], padding, flip, generator, images.device)
+    return apply_crop_flip(images, rows, cols, padding), apply_crop_flip(maps, rows, cols, padding)
 
 
 def draw_exponents(n: int, low: float = 1.0, high: float = 2.0, generator: torch.Generator | None = None
@@ -97,16 +103,24 @@ def normalise_maps(maps: torch.Tensor, exponents: torch.Tensor | None = None) ->
 
 
 def overlay(images: torch.Tensor, maps: torch.Tensor, *, p: float, blend: float, exponent_low: float = 1.0,
-            exponent_high: float = 2.0, generator: torch.Generator | None = None, return_mask: bool = False):
+            exponent_high: float = 2.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Blend each image with its IG map with probability ``p``: ``x_hat = (1 - blend) x + blend m``.
 
     ``images`` float (N, 3, H, W) in [0, 1]; ``maps`` (N, 1, H, W) or (N, H, W), non-negative. Each
     chosen image uses ``m = normalise(map ** s)``, ``s`` log-uniform in [exponent_low, exponent_high],
-    broadcast to 3 channels. Returns x_hat (N, 3, H, W), or ``(x_hat, mask (N,) bool)`` with
-    ``return_mask``. The random draws (mask, then exponents) happen on the CPU ``generator``.
+    broadcast to 3 channels. Returns x_hat (N, 3, H, W). The random draws (mask, then exponents)
+    happen on the CPU ``generator``; :func:`overlay_with_mask` also returns which images were chosen.
     """
-    _check_fraction("p", p)
-    _check_fraction("blend", blend)
+    return overlay_with_mask(images, maps, p=p, blend=blend, exponent_low=exponent_low, exponent_high=exponent_high,
+                             generator=generator)[0]
+
+
+def overlay_with_mask(images: torch.Tensor, maps: torch.Tensor, *, p: float, blend: float, exponent_low: float = 1.0,
+                      exponent_high: float = 2.0, generator: torch.Generator | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`overlay` and the images it chose: ``(x_hat (N, 3, H, W), mask (N,) bool)``."""
+    check_number("p", p, 0, 1)
+    check_number("blend", blend, 0, 1)
     maps = maps.unsqueeze(1) if maps.dim() == 3 else maps
     if images.dim() != 4 or maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"maps of shape {tuple(maps.shape)} do not match images of shape {tuple(images.shape)}; "
@@ -119,7 +133,7 @@ def overlay(images: torch.Tensor, maps: torch.Tensor, *, p: float, blend: float,
     else:
         blended = (1.0 - blend) * images + blend * normalise_maps(maps, exponents).to(images.dtype)
         out = torch.where(mask.view(n, 1, 1, 1), blended, images)
-    return (out, mask) if return_mask else out
+    return out, mask
 
 
 def draw_overlay(n: int, low: float, high: float, generator: torch.Generator | None) -> dict:
@@ -185,8 +199,8 @@ def student_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, config,
     flips are drawn from ``generator``, then the overlay's mask and exponents from ``overlay_gen``
     (default: ``generator``).
     """
-    _check_fraction("p", config.p)
-    _check_fraction("blend", config.blend)
+    check_number("p", config.p, 0, 1)
+    check_number("blend", config.blend, 0, 1)
     n, device = images_uint8.shape[0], images_uint8.device
     draws = draw_crops(n, config.crop_padding, config.flip, generator)
     use_maps = maps is not None and config.p > 0
@@ -198,6 +212,3 @@ def student_batch(images_uint8: torch.Tensor, maps: torch.Tensor | None, config,
                        blend=config.blend, aligned=config.map_alignment == "aligned")
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: a number in [0, 1]")

@@ -13,6 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .augment import to_float
+from .validators import check_int
+
 __all__ = ["RECALIBRATION_IMAGES", "batchnorm_layers", "recalibrate"]
 
 # At most this many training images (the first ones of the subset, itself a seeded random draw):
@@ -36,10 +39,8 @@ def recalibrate(model: nn.Module, images_uint8: torch.Tensor, batch_size: int = 
     many times along the channels (a wide model of that many members, :mod:`igkd_lib.wide`, whose
     members all see the same images). Returns the number of images used.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; allowed: an integer >= 1")
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit={limit!r} is not allowed; allowed: an integer >= 1")
+    check_int("batch_size", batch_size, 1)
+    check_int("limit", limit, 1)
     if images_uint8.ndim != 4 or images_uint8.dtype != torch.uint8 or len(images_uint8) == 0:
         raise ValueError("images_uint8 must be a non-empty uint8 tensor (N, C, H, W)")
     layers = batchnorm_layers(model)
@@ -55,7 +56,7 @@ def recalibrate(model: nn.Module, images_uint8: torch.Tensor, batch_size: int = 
     images = images_uint8[:limit]
     try:
         for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device).to(dtype).div_(255)
+            x = to_float(images[start:start + batch_size].to(device), dtype)
             model(x.repeat(1, copies, 1, 1).contiguous(memory_format=torch.channels_last))
     finally:
         for layer, momentum in zip(layers, momenta):

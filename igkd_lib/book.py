@@ -21,14 +21,19 @@ from pathlib import Path
 import yaml
 
 from .storage import atomic_write_json
+from .timing import Stopwatch
+from .train import BATCH_ENV
 
 __all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_order", "execute_chapters",
-           "stage_and_build", "build", "time_table", "cli", "SUMMARY_PAGES"]
+           "chapter_overrides", "stage_and_build", "build", "time_table", "setup_seconds", "cli", "SUMMARY_PAGES",
+           "STARTED_ENV"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _SOURCES = ("_config.yml", "_toc.yml", "book")
 # Pages that summarise the chapters' runs (read from the run cache): executed after every other page.
 SUMMARY_PAGES = (Path("book/findings.ipynb"), Path("book/results_summary.ipynb"))
+# Set by ``make book`` to the Unix time it started, so the time table includes the set-up before the book.
+STARTED_ENV = "IGKD_BOOK_STARTED"
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ def _execute(source: Path, executed: Path, parameters: dict, progress: bool) -> 
 
     executed.parent.mkdir(parents=True, exist_ok=True)
     running, failed = executed.with_suffix(".running.ipynb"), executed.with_suffix(".failed.ipynb")
+    previous = os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = "1"  # the kernel inherits it: progress as lines on the page, never widgets
     try:
         papermill.execute_notebook(str(source), str(running), parameters=parameters, kernel_name="python3",
                                    cwd=str(source.parent), progress_bar=progress)
@@ -109,6 +116,11 @@ def _execute(source: Path, executed: Path, parameters: dict, progress: bool) -> 
         if running.exists():
             os.replace(running, failed)
         raise
+    finally:
+        if previous is None:
+            del os.environ[BATCH_ENV]
+        else:
+            os.environ[BATCH_ENV] = previous
     os.replace(running, executed)  # atomic: a reader sees the old copy or the whole new one
     failed.unlink(missing_ok=True)
 
@@ -133,11 +145,11 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
         source, executed = root / chapter, out_dir / chapter
         if not source.exists():
             raise ValueError(f"chapters: {chapter} does not exist under {root}; allowed: notebooks of _toc.yml")
-        start = time.perf_counter()
+        watch = Stopwatch()
         skipped = not force and _is_fresh(source, executed, params, library_mtime)
         if not skipped:
             _execute(source, executed, params, progress)
-        runs.append(ChapterRun(source, executed, time.perf_counter() - start, skipped))
+        runs.append(ChapterRun(source, executed, watch.seconds, skipped))
         print(f"{chapter}: {'up to date' if skipped else f'{runs[-1].seconds:.1f} s'}", flush=True)
     print(f"executed {sum(not r.skipped for r in runs)} of {len(runs)} pages in "
           f"{sum(r.seconds for r in runs):.1f} s (profile={profile})", flush=True)
@@ -222,50 +234,77 @@ def stage_and_build(profile: str, site_root: str | Path | None = None, executed_
 
 def build(profile: str, force: bool = False, progress: bool = True, site_root: str | Path | None = None,
           chapters: list | None = None, parameters: dict | None = None, root: str | Path = ROOT) -> BookBuild:
-    """Execute every page (:func:`execute_chapters`) then publish (:func:`stage_and_build`); records times."""
+    """Execute every page (:func:`execute_chapters`) then publish (:func:`stage_and_build`); records times.
+
+    Prints :func:`time_table` at the end, with the set-up before this call when ``make book`` says when it
+    started (:data:`STARTED_ENV`).
+    """
     root = Path(root)
     site_root = Path(site_root) if site_root is not None else root
     executed_dir = site_root / "_build" / "executed" / profile
-    start = time.perf_counter()
+    setup = setup_seconds()
+    watch = Stopwatch()
     runs = execute_chapters(profile, executed_dir, chapters, parameters, progress, force, root)
-    executed_at = time.perf_counter()
+    executed_seconds = watch.seconds
     index = stage_and_build(profile, site_root, executed_dir, root)
-    result = BookBuild(index, runs, executed_at - start, time.perf_counter() - executed_at)
+    result = BookBuild(index, runs, executed_seconds, watch.seconds - executed_seconds)
     atomic_write_json(executed_dir / "build_times.json", {
-        "profile": profile, "execute_seconds": result.execute_seconds, "build_seconds": result.build_seconds,
+        "profile": profile, "setup_seconds": setup, "execute_seconds": result.execute_seconds,
+        "build_seconds": result.build_seconds,
         "chapters": {str(r.source.relative_to(root)): {"seconds": r.seconds, "skipped": r.skipped} for r in runs}})
     print(f"book built in {result.execute_seconds + result.build_seconds:.1f} s (execute "
           f"{result.execute_seconds:.1f} s, Jupyter Book {result.build_seconds:.1f} s): {index}", flush=True)
-    print(f"\ntime per page (profile={profile}; set-up of .venv not included):\n{time_table(runs, result.build_seconds)}",
-          flush=True)
+    print(f"\ntime per page (profile={profile}):\n{time_table(runs, result.build_seconds, setup)}", flush=True)
     return result
 
 
-def time_table(runs: list, build_seconds: float) -> str:
-    """The per-page time table ``make book`` prints at the end: seconds and share of each page and of the site build."""
-    rows = [(f"{r.source.parent.name}/{r.source.name}", r.seconds, "up to date" if r.skipped else "") for r in runs]
+def setup_seconds() -> float | None:
+    """Seconds since ``make book`` started (:data:`STARTED_ENV`, Unix time): its set-up (.venv, install);
+    None when the variable is unset (the book was started some other way)."""
+    text = os.environ.get(STARTED_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        started = float(text)
+    except ValueError:
+        raise ValueError(f"{STARTED_ENV}={text!r} is not allowed; allowed: a Unix time in seconds") from None
+    if not started <= time.time():
+        raise ValueError(f"{STARTED_ENV}={text!r} is not allowed; allowed: a Unix time not in the future")
+    return time.time() - started
+
+
+def time_table(runs: list, build_seconds: float, setup: float | None = None) -> str:
+    """The time table ``make book`` prints at the end: the set-up (when known), seconds and share of each
+    page (in execution order; "up to date" where a fresh executed copy was kept), the site build, the total."""
+    rows = [("set-up (.venv, pip install)", setup, "")] if setup is not None else []
+    rows += [(f"{r.source.parent.name}/{r.source.name}", r.seconds, "up to date" if r.skipped else "") for r in runs]
     rows.append(("Jupyter Book (site)", build_seconds, ""))
     total = sum(seconds for _, seconds, _ in rows)
     width = max(len(name) for name, _, _ in rows + [("total", 0, "")])
-    lines = [f"{'page':<{width}}  {'seconds':>8}  {'share':>6}", "-" * (width + 18)]
+    rule = "-" * (width + 20)
+    lines = [f"{'step':<{width}}  {'seconds':>8}  {'share':>6}", rule]
     for name, seconds, note in rows:
         share = f"{100 * seconds / total:5.1f}%" if total > 0 else "     -"
         lines.append(f"{name:<{width}}  {seconds:8.1f}  {share}" + (f"  {note}" if note else ""))
-    lines += ["-" * (width + 18), f"{'total':<{width}}  {total:8.1f}  {total / 60:5.1f} min"]
+    minutes, rest = divmod(int(round(total)), 60)
+    lines += [rule, f"{'total':<{width}}  {total:8.1f}  {minutes} min {rest:02d} s"
+              + ("" if setup is not None else " (set-up not included)")]
     return "\n".join(lines)
 
 
-def cli(config, args) -> int:
-    """``python -m igkd_lib book --profile X [--force]``: build the book for the config's profile.
-
-    Of the ``--set`` overrides only ``seeds`` reaches the chapters (as their ``seeds`` parameter).
-    """
+def chapter_overrides(config) -> dict:
+    """The fields where ``config`` differs from its profile's defaults, as papermill parameters (lists for tuples)."""
     from .config import make_config
 
-    default = make_config(config.profile)
-    changed = sorted(k for k, v in config.to_dict().items() if v != default.to_dict()[k] and k != "seeds")
-    if changed:
-        print(f"note: --set {', '.join(changed)} do not reach the chapters; only seeds does", file=sys.stderr)
-    parameters = {"seeds": list(config.seeds)} if config.seeds != default.seeds else None
-    build(config.profile, force=bool(getattr(args, "force", False)), parameters=parameters)
+    default = make_config(config.profile).to_dict()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items() if v != default[k]}
+
+
+def cli(config, args) -> int:
+    """``python -m igkd_lib book --profile X [--force] [--set key=value ...]``: build the book for the config's
+    profile; every field the ``--set`` overrides (or ``--preset``) change reaches every chapter, as its
+    ``overrides`` parameter (:func:`chapter_overrides`)."""
+    overrides = chapter_overrides(config)
+    build(config.profile, force=bool(getattr(args, "force", False)),
+          parameters={"overrides": overrides} if overrides else None)
     return 0

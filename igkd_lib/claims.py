@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .config import METHODS
 from .reference import PAPER_DEFAULTS, PAPER_LATENCY_MS, PAPER_REPORTED, PAPER_TEACHER, committed_results
 from .stats import holm, interaction, welch_difference, wilson_interval
 
@@ -133,7 +134,7 @@ def _interaction_row(arms: dict, source: str) -> dict:
     if min(len(v) for v in arms.values()) == 0:
         return _row(claim, paper, source, n="0", verdict=VERDICTS[3], evidence=_NO_RUNS)
     d = interaction(arms)
-    n = "/".join(str(len(arms[m])) for m in ("baseline", "kd", "ig", "kd_ig"))
+    n = "/".join(str(len(arms[m])) for m in METHODS)
     text = f"KD+IG − KD − IG + baseline on means = {d['difference']:+.2f}"
     if not math.isnan(d["ci_low"]):
         text += f" [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]; detectable at 80% power: {d['detectable']:.2f}"

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from .config import PROFILES, ConfigError, make_config, parse_override
+from .config import METHODS, PROFILES, make_config, parse_override
 
 __all__ = ["main", "build_parser"]
 
@@ -23,7 +23,7 @@ _COMMANDS = {
     "precompute": ("igkd_lib.maps", "precompute the teacher's IG maps of the training set (cached, resumable)"),
     "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
-    "teacher": ("igkd_lib.teacher", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
+    "teacher": ("igkd_lib.teacher_shipping", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
     "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
     "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
@@ -34,8 +34,8 @@ _BENCHES = {
     "train": ("igkd_lib.bench.training", "student KD+IG training throughput against the floor and the official design"),
     "latency": ("igkd_lib.bench.latency", "teacher and student latency and throughput, with deployment variants"),
     "campaign": ("igkd_lib.bench.campaign", "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
+    "pointwise": ("igkd_lib.bench.pointwise", "the wide student's 1x1 convolutions: grouped conv vs batched matmul"),
 }
-_METHODS = ("baseline", "kd", "ig", "kd_ig")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text)
         _common(command)
         if name in ("train", "run"):
-            command.add_argument("--method", dest="methods", action="append", choices=_METHODS,
+            command.add_argument("--method", dest="methods", action="append", choices=METHODS,
                                  help="method (repeatable; default: all four for run, kd_ig for train)")
         if name == "train":
             command.add_argument("--seed", type=int, default=0)

@@ -14,9 +14,14 @@ import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["Config", "ConfigError", "PROFILES", "make_config", "parse_override", "default_cache_dir"]
+from .validators import require
+
+__all__ = ["Config", "ConfigError", "PROFILES", "PLANS", "make_config", "parse_override", "default_cache_dir", "METHODS",
+           "FIELD_GROUPS", "KEY_DEFAULTS_LEFT_OUT", "group_fields"]
+
+METHODS = ("baseline", "kd", "ig", "kd_ig")  # the four students of Table 1, in the paper's order
 
 IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 IG_BASELINES = ("black", "mean")
@@ -40,6 +45,44 @@ MAX_IG_STEPS = 10_000
 MAX_EXPONENT = 100.0  # map ** s with a larger s flushes every map to zero
 _NOT_OVERRIDABLE = {"profile": "choose it with --profile (command line) or the profile parameter (papermill)"}
 IG_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+# What each cached artifact and each stage depends on, declared once: the run key
+# (igkd_lib.experiments.run_key), the maps key (igkd_lib.maps.maps_key), the in-process memos of the
+# teacher and maps, the wide trainer's groups (igkd_lib.wide.GROUP_FIELDS) and a checkpoint's identity
+# (igkd_lib.student) are derived from these groups. Every field of Config is in at least one group
+# (tests/test_config.py checks it): a new field goes where it belongs, and every key that covers that
+# group covers it.
+FIELD_GROUPS: dict[str, tuple[str, ...]] = {
+    # where and which runs: never part of what a run computes (nor of a checkpoint's identity)
+    "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds"),
+    "data": ("data_source", "n_train", "n_test", "subset_seed"),
+    # what the trained teacher depends on (igkd_lib.teacher.recipe_from_config)
+    "teacher": ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
+                "teacher_warmup", "crop_padding", "subset_seed"),
+    # what the maps depend on besides the teacher, the data and their arithmetic
+    "maps": ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source"),
+    # how the maps are computed: ig_chunk changes only the speed (bit-identical maps, tested); ig_precision
+    # enters the keys as its resolved value (igkd_lib.maps.maps_precision)
+    "maps_arithmetic": ("ig_chunk", "ig_precision"),
+    "student": ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
+                "student_normalise", "crop_padding", "flip", "train_compile", "bn_recalibrate"),
+    # the evaluation's batch: speed only, but the members of one wide group evaluate together
+    "evaluation": ("eval_batch_size",),
+    "method": ("alpha", "p"),  # which of the method's parts are on (igkd_lib.student.method_config)
+    "kd": ("temperature", "teacher_logits"),
+    "overlay": ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps"),
+}
+# Fields left out of a key at these values, so the keys made before the field existed still hold.
+KEY_DEFAULTS_LEFT_OUT = {"map_views": "clean", "map_source": "ig", "bn_recalibrate": False}
+
+
+def group_fields(*groups: str) -> tuple[str, ...]:
+    """The fields of ``groups`` (names of :data:`FIELD_GROUPS`), in order, each once."""
+    unknown = [g for g in groups if g not in FIELD_GROUPS]
+    if unknown:
+        raise ValueError(f"groups={unknown!r} are not allowed; allowed: {', '.join(FIELD_GROUPS)}")
+    return tuple(dict.fromkeys(name for group in groups for name in FIELD_GROUPS[group]))
 
 
 class ConfigError(ValueError):
@@ -93,7 +136,7 @@ class Config:
     ig_method: str = "gausslegendre"
     ig_baseline: str = "black"
     ig_target: str = "label"
-    ig_chunk: int = 0  # interpolation points per forward/backward; 0: the device's (igkd_lib.maps.AUTO_CHUNK)
+    ig_chunk: int = 0  # interpolation points per forward/backward; 0: the device's (igkd_lib.attribution.AUTO_CHUNK)
     ig_precision: str = "auto"  # the maps' arithmetic: auto = bf16 autocast on CUDA, fp32 elsewhere
     # distillation and overlay
     temperature: float = 2.5
@@ -112,12 +155,28 @@ class Config:
         """A validated copy with some fields changed (same rules as :func:`make_config`)."""
         return make_config(self.profile, self, **overrides)
 
+    def plan(self, name: str, device_type: str | None = None):
+        """The profile's ``name`` plan (:data:`PLANS`); ``device_type="cpu"`` picks its ``{name}_cpu`` where it has one."""
+        plans = PLANS[self.profile]
+        if device_type == "cpu" and f"{name}_cpu" in plans:
+            return plans[f"{name}_cpu"]
+        if name not in plans:
+            raise ValueError(f"name={name!r} is not allowed; allowed: {', '.join(k for k in plans if not k.endswith('_cpu'))}")
+        return plans[name]
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def key_fields(self, *names: str) -> dict:
         """The named fields, for cache keys."""
         return {name: getattr(self, name) for name in names}
+
+    def group_key(self, *groups: str) -> dict:
+        """The fields of ``groups`` (:data:`FIELD_GROUPS`) for a cache key, those at a
+        :data:`KEY_DEFAULTS_LEFT_OUT` value left out."""
+        missing = object()
+        return {name: getattr(self, name) for name in group_fields(*groups)
+                if KEY_DEFAULTS_LEFT_OUT.get(name, missing) != getattr(self, name)}
 
 
 # smoke and quick recompute BatchNorm's running statistics before each evaluation (bn_recalibrate):
@@ -127,16 +186,26 @@ _SMOKE = dict(
     n_train=256, n_test=200, seeds=(0,), teacher_epochs=1, teacher_batch_size=64,
     student_epochs=1, student_batch_size=64, ig_steps=8, eval_batch_size=200, bn_recalibrate=True,
 )
-# quick: the student batch is 32, not the paper's 64: twice the optimiser steps for the same images
-# (measured: 34% vs 16% test accuracy after 2 epochs on 2048 images, baseline seed 0). Its runs learn
-# slowly (baseline seed 0 with recalibrated BatchNorm statistics, test accuracy after epochs 1-8:
-# 30.1, 37.0, 41.6, 44.4, 43.9, 47.8, 47.3, 48.1 %; without: 14.7, 35.4, 33.8, 38.8, 41.6, 43.6,
-# 43.3, 47.0 %), hence eight epochs, paid for with one seed, 8 IG points (Gauss-Legendre) and
-# evaluation in batches of 128 (cheaper per image on a CPU than 500): the whole book in about
-# 11 minutes on 2 cores (README, "Where the time goes").
+# quick: what the default `make book` runs, sized for at most 12 minutes on a 2-core CPU, set-up included
+# (README, "Where the time goes"). Measured on a quiet 2-core machine: a student trains at ~150 images/s
+# at batch 32; next to a training image, the teacher's forward for KD costs 0.31, an evaluated test image
+# 0.38 and a BatchNorm-recalibration image 0.42, so an epoch (2048 images, then recalibration on 512 and
+# evaluation on 1000) takes ~18 s (baseline, IG) or ~22 s (KD, KD + IG). Everything but the students
+# (set-up, chapter 2's 2048 IG maps, latency, the authors' files, the studies' probes, the site) takes
+# ~6.5 min, which leaves ~5 min of student training. The book trains four distinct runs on quick
+# (chapter 4's four methods at seed 0; chapters 5 and 8 and the summary pages read them from the run
+# cache, igkd_lib.studies.BOOK_SIZES keeps the Sobel-source run for `paper` and explicit sources), so
+# four epochs each (~5.3 min; eight took ~10.5 min for chapter 4 alone): four points per learning curve.
+# Baseline seed 0 with recalibrated BatchNorm, test accuracy after epochs 1-4, measured with this profile
+# (chapter 4 under papermill): 32.6, 37.4, 42.9, 42.2 %, 4.2 times chance. An earlier eight-epoch run:
+# 30.1, 37.0, 41.6, 44.4, 43.9, 47.8, 47.3, 48.1 % (without recalibration: 14.7, 35.4, 33.8, 38.8, 41.6,
+# 43.6, 43.3, 47.0 %), so epochs 5-8 would add ~4 points for ~5 more minutes. Adam at 2e-3 learnt no faster
+# (32.7, 35.4, 41.0, 41.6 % after epochs 1-4). The batch is 32, not the paper's 64: twice the optimiser
+# steps for the same images (34 % vs 16 % after 2 epochs without recalibration); one seed, 8 IG points
+# (Gauss-Legendre), evaluation in batches of 128 (cheaper per image on a CPU than 500).
 _QUICK = dict(
     n_train=2048, n_test=1000, seeds=(0,), teacher_epochs=3, teacher_batch_size=128,
-    student_epochs=8, student_batch_size=32, ig_steps=8, eval_batch_size=128, bn_recalibrate=True,
+    student_epochs=4, student_batch_size=32, ig_steps=8, eval_batch_size=128, bn_recalibrate=True,
 )
 _PAPER = dict(
     n_train=50_000, n_test=10_000, seeds=tuple(range(10)), teacher_source="shipped",
@@ -144,6 +213,40 @@ _PAPER = dict(
     ig_steps=50, eval_batch_size=1000, bn_recalibrate=False,
 )
 PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
+
+# What each profile runs beyond the fields above, read with Config.plan(name): the chapters' grids and
+# the benchmarks' sizes, so no module outside this one branches on a profile's name.
+# ablation: chapter 5's grids: small on smoke; on quick the paper's values only, no control (every run
+# is chapter 4's: a quick run costs a minute or more, and the default book stays within 12 minutes);
+# the full grid on paper. Values equal to the paper's share the default run with chapter 4.
+# latency: the sweep's batch sizes, repeats per batch size, warm-up, cuts, the variants' repeats (on a
+# CPU the paper profile uses latency_cpu: warm-up 5 and 100 batch-1 repeats keep the teacher's IQR under
+# 10% of its median on a quiet CPU; batch 256, 4 s a call on 2 cores, is left to GPUs), whether
+# torch.compile variants are built and whether the tables are saved under results/latency; the config's
+# own student_cut is always swept too.
+# paper_teacher: the GPU-trained paper teacher is this profile's teacher where installed.
+# commit_results: a full `python -m igkd_lib run` writes results/paper/runs.csv.
+_CPU_LATENCY = dict(batch_sizes=(1, 8, 64), repeats={1: 100, 8: 20, 64: 5}, warmup={1: 5, 8: 2, 64: 1},
+                    cuts=STUDENT_CUTS, variant_repeats=40, compile=True, save=True)
+PLANS: dict[str, dict] = {
+    "smoke": dict(
+        ablation=dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,),
+                      controls=("shuffled", "official", "logits"), faults="ends"),
+        latency=dict(batch_sizes=(1, 8), repeats={1: 10, 8: 5}, warmup=2, cuts=(17,), variant_repeats=10,
+                     compile=False, save=False),
+        paper_teacher=False, commit_results=False),
+    "quick": dict(
+        ablation=dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
+                      controls=(), faults="none"),
+        latency=_CPU_LATENCY, paper_teacher=False, commit_results=False),
+    "paper": dict(
+        ablation=dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
+                      blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits"),
+                      faults="full"),
+        latency=dict(batch_sizes=(1, 8, 64, 256), repeats={1: 200, 8: 100, 64: 50, 256: 30}, warmup=10,
+                     cuts=STUDENT_CUTS, variant_repeats=200, compile=True, save=True),
+        latency_cpu=_CPU_LATENCY, paper_teacher=True, commit_results=True),
+}
 
 
 def make_config(profile: str = "quick", _base: Config | None = None, /, **overrides: Any) -> Config:
@@ -218,8 +321,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+    require(ok, name, value, allowed, ConfigError)
 
 
 def _validate(c: Config) -> None:

@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
+from .augment import to_float
 from .data import Cifar10
 from .stats import t_interval
 from .train import predict_logits
@@ -66,7 +66,7 @@ def corrupt(images: torch.Tensor, kind: str, severity: int, seed: int = 0) -> to
     level = SEVERITIES[kind][severity - 1]
     if kind == "jpeg":
         return torch.from_numpy(_jpeg(images.numpy(), level))
-    x = images.float() / 255
+    x = to_float(images)
     if kind == "gaussian_noise":
         generator = torch.Generator().manual_seed(seed * 1_000_003 + severity)
         x = x + level * torch.randn(x.shape, generator=generator)

@@ -201,27 +201,24 @@ def _explain(tried: list[str]) -> str:
 def find_offline_copy() -> Path | None:
     """The folder of the offline copy: ``$IGKD_CIFAR10_OFFLINE``, ``shared/data/fallback-cifar10`` nearby, or
     a checkout's ``.window/data`` (the packed file a GPU window carries, :mod:`igkd_lib.data_packed`)."""
-    found = find_shared_folder("fallback-cifar10", _ZIP, "IGKD_CIFAR10_OFFLINE")
-    if found is not None:
-        return found
-    here = Path(__file__).resolve().parent
-    for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
-        for candidate in (base / "shared" / "data" / "fallback-cifar10", base.parent / "shared" / "data" / "fallback-cifar10",
-                          base / _packed.WINDOW_DATA):
-            if _packed.packed_file(candidate):
-                return candidate
-    return None
+    def holds(folder: Path) -> bool:
+        return (folder / _ZIP).is_file() or _packed.packed_file(folder) is not None
+
+    return find_shared_folder("fallback-cifar10", holds, "IGKD_CIFAR10_OFFLINE", also=(_packed.WINDOW_DATA,))
 
 
-def find_shared_folder(name: str, marker: str, env: str) -> Path | None:
-    """``$env`` if set, else the first ``shared/data/<name>`` holding ``marker``, from the working directory
-    or this package upwards (in a checkout or beside it), else None."""
+def find_shared_folder(name: str, marker, env: str, also: tuple = ()) -> Path | None:
+    """``$env`` if set, else the first ``shared/data/<name>`` (or folder ``also`` names, relative to the same
+    places) holding ``marker`` (a file name, or a function of the folder), from the working directory or
+    this package upwards (in a checkout or beside it), else None."""
     if os.environ.get(env):
         return Path(os.environ[env])
+    holds = marker if callable(marker) else (lambda folder: (folder / marker).is_file())
     here = Path(__file__).resolve().parent
     for base in (Path.cwd(), *Path.cwd().parents, here, *here.parents):
-        for candidate in (base / "shared" / "data" / name, base.parent / "shared" / "data" / name):
-            if (candidate / marker).is_file():
+        for candidate in (base / "shared" / "data" / name, base.parent / "shared" / "data" / name,
+                          *(base / extra for extra in also)):
+            if holds(candidate):
                 return candidate
     return None
 

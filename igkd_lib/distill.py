@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .validators import check_number
+
 __all__ = ["soft_targets", "kd_loss"]
 
 
 def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Softened probabilities ``softmax(logits / T)``: (N, classes) -> (N, classes), float32."""
-    _check_temperature(temperature)
+    check_number("temperature", temperature, 0, low_open=True)
     return F.softmax(logits.float() / temperature, dim=-1)
 
 
@@ -25,9 +27,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     With ``alpha == 0`` this is plain cross-entropy and ``teacher_logits`` may be None.
     Computed in float32 (also under bf16 autocast).
     """
-    _check_temperature(temperature)
-    if isinstance(alpha, bool) or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha={alpha!r} is not allowed; allowed: a number in [0, 1]")
+    check_number("temperature", temperature, 0, low_open=True)
+    check_number("alpha", alpha, 0, 1)
     student_logits = student_logits.float()
     hard = F.cross_entropy(student_logits, labels)
     if alpha == 0:
@@ -41,7 +42,3 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     soft = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
     return (1.0 - alpha) * hard + alpha * temperature ** 2 * soft
 
-
-def _check_temperature(temperature: float) -> None:
-    if isinstance(temperature, bool) or not temperature > 0:
-        raise ValueError(f"temperature={temperature!r} is not allowed; allowed: a number > 0")

@@ -12,18 +12,25 @@ that does not verify is moved aside and the run trained again. See chapters 4 an
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from . import student as _student
-from .config import Config
+from .config import PLANS, Config, group_fields
+from .console import print_table
 from .data import Cifar10, load_splits
-from .provenance import device_name, git_commit, resolve_device
+from .faults import CONTROLS
+from .provenance import device_name, git_commit, provenance, resolve_device
 from .storage import atomic_torch_save, read_checked_json, stable_hash, write_checked_json
-from .train import precision_name
+from .timing import Stopwatch
+from .train import interactive, precision_name
+from .validators import check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label",
            "ablation_variants", "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "cli", "run_files"]
@@ -31,33 +38,16 @@ __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key"
 # Bump when a change of the training code makes cached runs stale.
 RUN_VERSION = 2  # 2: the overlay draws from its own generator (paired arms); epoch draws made ahead
 
-# Fields that change a student run, grouped by what uses them.
-_DATA_FIELDS = ("data_source", "n_train", "n_test", "subset_seed")
-_STUDENT_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
-                   "student_normalise", "crop_padding", "flip", "train_compile")
-_KD_FIELDS = ("temperature", "teacher_logits")
-_MAP_FIELDS = ("blend", "exponent_low", "exponent_high", "map_alignment", "map_views", "shuffle_maps",
-               "ig_steps", "ig_method", "ig_baseline", "ig_target")
-_TEACHER_FIELDS = ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr",
-                   "teacher_weight_decay", "teacher_warmup", "device", "cache_dir", *_DATA_FIELDS)
+# What the process-wide memos depend on (igkd_lib.config.FIELD_GROUPS), where they are read from included.
+_SPLITS_FIELDS = (*group_fields("data"), "cache_dir", "data_root")
+_TEACHER_FIELDS = (*group_fields("teacher", "data"), "device", "cache_dir", "data_root")
 # Knobs recorded in every row (the ones chapters vary).
 _ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views", "shuffle_maps", "teacher_logits",
               "bn_recalibrate")
 
-# Chapter 5's grids per profile: small on smoke; on quick the paper's values only, no control (every
-# run is chapter 4's: a quick run costs a minute or more, and the default book stays within 12
-# minutes); the full grid on paper. Values equal to the paper's share the default run with chapter 4.
-ABLATION_GRIDS: dict[str, dict] = {
-    "smoke": dict(p_values=(0.0, 0.1), temperatures=(2.5, 5.0), alphas=(0.01,), blends=(0.5, 0.75), seeds=(0,),
-                  controls=("shuffled", "official", "logits"), faults="ends"),
-    "quick": dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
-                  controls=(), faults="none"),
-    "paper": dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
-                  blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits"),
-                  faults="full"),
-}
-_CONTROLS = {"shuffled": {"shuffle_maps": True}, "official": {"map_alignment": "official"},
-             "logits": {"teacher_logits": "official"}}
+
+# Chapter 5's grids by profile: a view of the profiles' ``ablation`` plans (igkd_lib.config.PLANS).
+ABLATION_GRIDS: dict[str, dict] = {name: plans["ablation"] for name, plans in PLANS.items()}
 
 _MEMO: dict[str, object] = {}
 
@@ -75,7 +65,7 @@ def _memo(kind: str, config: Config, names, build):
 
 
 def _splits(config: Config) -> tuple[Cifar10, Cifar10]:
-    return _memo("splits", config, (*_DATA_FIELDS, "cache_dir", "data_root"), lambda: load_splits(config))
+    return _memo("splits", config, _SPLITS_FIELDS, lambda: load_splits(config))
 
 
 def _teacher(config: Config, progress: bool):
@@ -89,7 +79,7 @@ def _maps(config: Config, progress: bool):
 
     teacher, _ = _teacher(config, progress)
     train, _ = _splits(config)
-    names = (*_TEACHER_FIELDS, "ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source")
+    names = (*_TEACHER_FIELDS, *group_fields("maps", "maps_arithmetic"))
     return _memo("maps", config, names, lambda: get_maps(config, teacher=teacher, train=train, progress=progress))
 
 
@@ -105,21 +95,15 @@ def run_key(config: Config, method: str, seed: int, teacher_sha: str, train: Cif
         raise ValueError(f"trainer={trainer!r} is not allowed; allowed: single, wide")
     device = device or resolve_device(config.device)
     c = _student.method_config(config, method)
-    fields = dict(c.key_fields(*_DATA_FIELDS, *_STUDENT_FIELDS, "alpha", "p"))
+    fields = c.group_key("data", "student", "method")
     if c.alpha > 0:
-        fields.update(c.key_fields(*_KD_FIELDS))
+        fields.update(c.group_key("kd"))
         if c.teacher_logits == "online_clean" and not _student.uses_maps(c):  # no overlay to leave out
             fields["teacher_logits"] = "online"
     if c.p > 0:
         from .maps import maps_precision
 
-        fields.update(c.key_fields(*_MAP_FIELDS), maps_precision=maps_precision(c, device))
-        if c.map_views == "clean":  # the default view: keys of runs cached before the option existed stay valid
-            del fields["map_views"]
-        if c.map_source != "ig":  # only where not the paper's, so the keys of earlier runs still hold
-            fields["map_source"] = c.map_source
-    if c.bn_recalibrate:  # only when on, so the keys of runs without it are unchanged
-        fields.update(bn_recalibrate=True)
+        fields.update(c.group_key("overlay", "maps"), maps_precision=maps_precision(c, device))
     # the method's effect is its knobs: kd_ig with p = 0 is the same run as kd
     fields.update(seed=int(seed), teacher=teacher_sha, version=RUN_VERSION, source=train.source,
                   train=stable_hash(train.indices.tolist()), test=stable_hash(test.indices.tolist()),
@@ -155,8 +139,7 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True, ca
     """
     if method not in _student.METHODS:
         raise ValueError(f"method={method!r} is not allowed; allowed: {', '.join(_student.METHODS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} is not allowed; allowed: an integer >= 0")
+    check_int("seed", seed, 0)
     train, test = _splits(config)
     teacher, info = _teacher(config, progress)
     key = run_key(config, method, seed, info.sha256, train, test)
@@ -177,12 +160,12 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True, ca
 def _train(config, method, seed, key, path, teacher, info, train, test, progress) -> dict:
     c = _student.method_config(config, method)
     maps = torch.as_tensor(_maps(config, progress).maps) if c.p > 0 else None
-    started = time.perf_counter()
+    watch = Stopwatch()
     result = _student.train_student(config, method, seed, teacher=teacher, maps=maps, train=train, test=test,
                                     checkpoint=path.with_suffix(".pt"), progress=progress)
     row = {"method": method, "seed": int(seed), "final_acc": float(result.final_accuracy),
            "best_epoch_acc": float(result.best_accuracy), "epochs": len(result.log),
-           "seconds": time.perf_counter() - started, "device": device_name(resolve_device(config.device)),
+           "seconds": watch.seconds, "device": device_name(resolve_device(config.device)),
            "data_source": train.source, "profile": config.profile, "commit": git_commit(),
            "n_train": len(train), **c.key_fields(*_ROW_KNOBS),
            "teacher_origin": info.origin, "teacher_acc": float(info.test_accuracy), "run_key": key}
@@ -206,7 +189,8 @@ def _rows(config, methods, seeds, variants, progress, cached_only=False):
     seeds = list(config.seeds if seeds is None else seeds)
     variants = list(variants) if variants else [{}]
     jobs = [(v, m, s) for v in variants for m in methods for s in seeds]
-    bar = tqdm(jobs, desc="runs", disable=not progress, unit="run")
+    # a bar in a terminal or a live notebook; in batch runs (papermill) only the runs' epoch lines
+    bar = tqdm(jobs, desc="runs", disable=not (progress and interactive()), unit="run")
     for overrides, method, seed in bar:
         bar.set_postfix_str(f"{method} seed {seed} {variant_label(overrides)}")
         row = run_one(config.replace(**overrides) if overrides else config, method, int(seed), progress=progress,
@@ -243,17 +227,18 @@ def learning_curves(config: Config, methods=None, seeds=None, variants: list[dic
 
 def ablation_seeds(profile: str, seeds=None) -> tuple:
     """The seeds of chapter 5's runs: ``seeds`` when given, else the profile's (one seed on smoke and quick)."""
-    if profile not in ABLATION_GRIDS:
-        raise ValueError(f"profile={profile!r} is not allowed; allowed: {', '.join(ABLATION_GRIDS)}")
-    return tuple(seeds) if seeds is not None else ABLATION_GRIDS[profile]["seeds"]
+    if profile not in PLANS:
+        raise ValueError(f"profile={profile!r} is not allowed; allowed: {', '.join(PLANS)}")
+    return tuple(seeds) if seeds is not None else PLANS[profile]["ablation"]["seeds"]
 
 
 def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     """Config overrides of one chapter-5 ablation: ``"p"``, ``"temperature_alpha"``, ``"blend"``,
     ``"controls"`` (the aligned default, then the grid's ``controls``: shuffled maps, the official
     code's unaligned maps, its teacher-logit table), ``"faults"`` (:func:`igkd_lib.faults.fault_ablation_variants`).
-    ``values`` (e.g. ``p_values``) replace the profile's grid (:data:`ABLATION_GRIDS`) where not None."""
-    grid = {**ABLATION_GRIDS[config.profile], **{k: v for k, v in values.items() if v is not None}}
+    ``values`` (e.g. ``p_values``) replace the profile's grid (its ``ablation`` plan,
+    :data:`igkd_lib.config.PLANS`) where not None."""
+    grid = {**config.plan("ablation"), **{k: v for k, v in values.items() if v is not None}}
     if which == "p":
         return [{"p": float(p)} for p in grid["p_values"]]
     if which == "temperature_alpha":
@@ -261,10 +246,10 @@ def ablation_variants(config: Config, which: str, **values) -> list[dict]:
     if which == "blend":
         return [{"blend": float(b)} for b in grid["blends"]]
     if which == "controls":
-        unknown = sorted(set(grid["controls"]) - set(_CONTROLS))
+        unknown = sorted(set(grid["controls"]) - set(CONTROLS))
         if unknown:
-            raise ValueError(f"controls={unknown} is not allowed; allowed: {', '.join(_CONTROLS)}")
-        return [{}] + [dict(_CONTROLS[name]) for name in grid["controls"]]
+            raise ValueError(f"controls={unknown} is not allowed; allowed: {', '.join(CONTROLS)}")
+        return [{}] + [dict(CONTROLS[name]) for name in grid["controls"]]
     if which == "faults":  # the grid's "full" list, its two "ends" (official code, this book), or "none"
         from .faults import fault_ablation_variants
 
@@ -283,13 +268,27 @@ def overlay_results(config: Config, seeds=None) -> pd.DataFrame:
 
 
 def _commit_results(config: Config, table: pd.DataFrame) -> None:
-    """In a checkout, write the paper profile's table under ``results/paper/`` for committing."""
-    from .provenance import provenance
-    from .reference import RESULTS_DIR, write_results
+    """In a checkout, merge the paper profile's finished runs into ``results/paper/`` for committing
+    (the campaign's merge: rows already there stay, the same row twice is one row, a different row
+    under a key already there is an error; this call's provenance becomes one more window record)."""
+    import datetime
 
-    if (RESULTS_DIR.parent / "pyproject.toml").is_file():
-        meta = {**provenance(config, table["data_source"].iloc[0]), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-        print(f"\nwrote {write_results(table, config.profile, meta, RESULTS_DIR)} (commit it to show it in the book)")
+    from .campaign.ingest import RESULTS_DIR, merge_results
+
+    if not (RESULTS_DIR.parent / "pyproject.toml").is_file():
+        return
+    first = table.iloc[0]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    meta = {**provenance(config, first["data_source"]), "window": f"run-{now:%Y%m%dT%H%M%SZ}-{first['commit']}",
+            "date": now.isoformat(timespec="seconds"), "precision": str(first.get("precision", "")),
+            "trainer": "single", "command": "python -m igkd_lib run"}
+    logs = {row["run_key"]: row["log"] for row in _rows(config, list(set(table["method"])), list(config.seeds),
+                                                         None, progress=False, cached_only=True)}
+    runs = [{"row": {**row, "status": "complete"}, "log": logs.get(row["run_key"], [])}
+            for row in table.drop(columns=["cached"], errors="ignore").to_dict("records")]
+    added = merge_results(runs, meta, RESULTS_DIR)
+    print(f"\nmerged {added} new run(s) into {RESULTS_DIR / config.profile / 'runs.csv'} (commit it to show it "
+          "in the book)")
 
 
 def _below_target(accuracy: float) -> str:
@@ -308,13 +307,11 @@ def cli(config: Config, args) -> int:
         methods, seeds = args.methods or list(_student.METHODS), list(config.seeds)
     table = run_grid(config, methods, seeds)
     columns = ["method", "seed", "final_acc", "best_epoch_acc", "epochs", "seconds", "cached"]
-    print(table[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print()
-    print(summarise(table).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print_table(table, columns)
+    print_table(summarise(table), title="")
     if len(set(table["method"])) > 1:
-        print()
-        print(compare_methods(table).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if args.command == "run" and config.profile == "paper" and set(methods) == set(_student.METHODS):
+        print_table(compare_methods(table), digits=".4g", title="")
+    if args.command == "run" and config.plan("commit_results") and set(methods) == set(_student.METHODS):
         _commit_results(config, table)
     first = table.iloc[0]
     print(f"\nprofile={config.profile} · data={first['data_source']} · device={first['device']} · "

@@ -23,8 +23,9 @@ from torch import nn
 from .augment import random_crop_flip
 from .config import Config
 from .data import Cifar10
+from .validators import check_int
 
-__all__ = ["PRECOMPUTE_SEED", "OFFICIAL_CODE", "FAULTS", "loader_order", "official_pairing", "augmented_views",
+__all__ = ["PRECOMPUTE_SEED", "OFFICIAL_CODE", "FAULTS", "CONTROLS", "loader_order", "official_pairing", "augmented_views",
            "official_teacher_logits", "fault_ablation_variants", "fault_label"]
 
 # The official tables were computed once and reused by every run: one fixed loader order and one
@@ -39,6 +40,9 @@ FAULTS: dict[str, tuple[dict, str]] = {
     "teacher logits": ({"teacher_logits": "official"},
                        "teacher logits of augmented images stored in a shuffled loader's order, read back by index"),
 }
+# Chapter 5's controls of the overlay: KD + IG runs with one fault of the stored tables switched on.
+CONTROLS: dict[str, dict] = {"shuffled": FAULTS["map order"][0], "official": FAULTS["map alignment"][0],
+                             "logits": FAULTS["teacher logits"][0]}
 # The official code as a whole: every fault above, and the official student (raw [0, 1] pixels, no
 # dropout: this book's default too). Use as ``make_config(profile, **OFFICIAL_CODE)``.
 OFFICIAL_CODE: dict = {**{k: v for overrides, _ in FAULTS.values() for k, v in overrides.items()},
@@ -47,8 +51,7 @@ OFFICIAL_CODE: dict = {**{k: v for overrides, _ in FAULTS.values() for k, v in o
 
 def loader_order(n: int, seed: int = PRECOMPUTE_SEED) -> torch.Tensor:
     """The order a shuffled loader yields ``n`` rows in, (n,) int64: the k-th batch position holds row ``order[k]``."""
-    if n < 1:
-        raise ValueError(f"n={n!r} is not allowed; allowed: an integer >= 1")
+    check_int("n", n, 1)
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 

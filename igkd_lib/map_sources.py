@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import models
-from .attribution import gradient_x_input, integrated_gradients, reduce_map, smoothgrad
+from .attribution import chunk_size, gradient_x_input, integrated_gradients, reduce_map, smoothgrad
 from .config import MAP_SOURCES, Config
 
 __all__ = ["MAP_SOURCES", "TEACHER_FREE", "source_maps", "sobel_maps", "untrained_teacher"]
@@ -71,8 +71,6 @@ def source_maps(source: str, teacher: nn.Module, images: torch.Tensor, targets: 
         return sobel_maps(images.float()).cpu()
     if source == "constant":
         return torch.ones(images.shape[0], *images.shape[-2:])
-    from .maps import chunk_size
-
     chunk = chunk_size(config, images.device)
     if source == "grad_x_input":
         return reduce_map(gradient_x_input(teacher, images, targets, chunk_size=chunk).attributions)

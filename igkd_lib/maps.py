@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,24 +25,22 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attribution import integrated_gradients, reduce_map
-from .config import Config
+from .attribution import chunk_size, integrated_gradients, reduce_map
+from .augment import to_float
+from .config import Config, group_fields
 from .data import Cifar10
 from .faults import official_pairing  # the official code's faults live in faults.py
-from .storage import atomic_save_npy, atomic_write_json, read_json, sha256_file, stable_hash
-from .train import predict_logits
+from .storage import atomic_save_npy, atomic_write_json, model_sha256, read_json, sha256_file, stable_hash
+from .timing import Stopwatch
+from .train import autocast, predict_logits
 
 __all__ = ["MapSet", "get_maps", "maps_key", "maps_precision", "model_sha256", "open_maps", "official_pairing",
-           "throughput", "cli", "chunk_size", "AUTO_CHUNK", "FORMAT_VERSION", "REDUCTION", "MAPS_FIELDS"]
+           "throughput", "cli", "FORMAT_VERSION", "REDUCTION", "MAPS_FIELDS"]
 
 FORMAT_VERSION = 2
 REDUCTION = "sum_abs_channels"
 _DTYPE = np.float16
-# Interpolation points per forward/backward when ``ig_chunk`` is 0, by device type. A CPU is fastest
-# with chunks whose activations stay in its caches, about 32 points per thread (measured on 2 cores,
-# points/s: chunk 64 243, 128 208, 256 107; ``python -m igkd_lib bench ig`` sweeps it); a GPU needs
-# large chunks to fill it (the memory of 1024 points fits a 16 GB card).
-AUTO_CHUNK = {"cpu_per_thread": 32, "cpu_max": 256, "cuda": 1024, "mps": 256}
+
 
 
 @dataclass(frozen=True)
@@ -64,16 +61,6 @@ class MapSet:
 
 
 # --------------------------------------------------------------------------- keys
-def model_sha256(model: nn.Module) -> str:
-    """SHA-256 of a model's state dict (names, dtypes, shapes, values), wherever it lives."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
 def maps_precision(config: Config, device: torch.device) -> str:
     """The maps' arithmetic: ``config.ig_precision``, where ``auto`` is bf16 autocast on CUDA, float32 elsewhere."""
     if config.ig_precision == "auto":
@@ -83,37 +70,27 @@ def maps_precision(config: Config, device: torch.device) -> str:
 
 # The config fields the maps depend on (besides the teacher, the data and the precision): runs that read
 # maps made with other values of these must not share them (the campaign groups runs by them).
-MAPS_FIELDS = ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source")
+MAPS_FIELDS = group_fields("maps")
+# their names in the key (as the first keys wrote them, so cached maps keep their folders)
+_KEY_NAMES = {"ig_method": "method", "ig_steps": "steps", "ig_baseline": "baseline", "ig_target": "target",
+              "map_source": "source", "map_views": "views"}
 
 
 def maps_key(config: Config, teacher_sha: str, data_source: str, indices: torch.Tensor, precision: str) -> dict:
-    """Everything the maps depend on; ``stable_hash`` of it names the cache folder."""
+    """Everything the maps depend on (:data:`MAPS_FIELDS` and what they bring in); ``stable_hash`` of it
+    names the cache folder."""
     ordered = np.ascontiguousarray(np.unique(indices.numpy()).astype(np.int64))
-    return {"teacher": teacher_sha, "data_source": data_source, "indices": hashlib.sha256(ordered).hexdigest(),
-            "n": int(len(ordered)), "method": config.ig_method, "steps": config.ig_steps,
-            "baseline": config.ig_baseline, "target": config.ig_target, "reduction": REDUCTION,
-            "precision": precision, "dtype": np.dtype(_DTYPE).name, "version": FORMAT_VERSION,
-            **({"source": config.map_source} if config.map_source != "ig" else {})}  # earlier IG keys still hold
+    key = {"teacher": teacher_sha, "data_source": data_source, "indices": hashlib.sha256(ordered).hexdigest(),
+           "n": int(len(ordered)), "reduction": REDUCTION, "precision": precision, "dtype": np.dtype(_DTYPE).name,
+           "version": FORMAT_VERSION, **{_KEY_NAMES[k]: v for k, v in config.group_key("maps").items()}}
+    if config.map_views == "augmented":  # the official maps: one random crop and flip of each image
+        from .faults import PRECOMPUTE_SEED
+
+        key.update(views_seed=PRECOMPUTE_SEED, padding=config.crop_padding, flip=config.flip)
+    return key
 
 
 # --------------------------------------------------------------------------- computing
-def chunk_size(config: Config, device: torch.device) -> int:
-    """Points per forward/backward: ``config.ig_chunk`` if > 0, else the device's :data:`AUTO_CHUNK`
-    rounded to whole images (a multiple of ``config.ig_steps``, at least one image).
-
-    Chunking changes only the speed, so the cache key leaves it out: whole-image chunks give
-    bit-identical maps on CPU (tested); a chunk that splits an image's points changes float32
-    rounding (about 1e-7 relative), far below the float16 storage.
-    """
-    if config.ig_chunk > 0:
-        return config.ig_chunk
-    if device.type in ("cuda", "mps"):
-        target = AUTO_CHUNK[device.type]
-    else:
-        target = min(AUTO_CHUNK["cpu_max"], AUTO_CHUNK["cpu_per_thread"] * max(1, torch.get_num_threads()))
-    return max(1, round(target / config.ig_steps)) * config.ig_steps
-
-
 def _targets(config: Config, teacher: nn.Module, data: Cifar10, device: torch.device) -> torch.Tensor:
     if config.ig_target == "label":
         return data.labels
@@ -123,9 +100,9 @@ def _targets(config: Config, teacher: nn.Module, data: Cifar10, device: torch.de
 def _compute_chunk(teacher: nn.Module, images_uint8: torch.Tensor, targets: torch.Tensor, config: Config,
                    device: torch.device) -> np.ndarray:
     """Maps (k, H, W) float32 for one chunk of uint8 images (k, 3, H, W)."""
-    x = images_uint8.to(device).float().div_(255)
+    x = to_float(images_uint8.to(device))
     bf16 = maps_precision(config, device) == "bf16"
-    context = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    context = autocast(device, bf16)
     with context:
         if config.map_source != "ig":  # a control source (igkd_lib.map_sources)
             from .map_sources import source_maps
@@ -264,21 +241,20 @@ def get_maps(config: Config, teacher: nn.Module | None = None, train: Cifar10 | 
     data = data.subset(torch.from_numpy(first))
     key = maps_key(config, model_sha256(teacher), train.source, train.indices, maps_precision(config, device))
     if config.map_views == "augmented":  # the official maps: one random crop and flip of each image
-        from .faults import PRECOMPUTE_SEED, augmented_views
+        from .faults import augmented_views
 
         data = Cifar10(augmented_views(data.images, config), data.labels, data.indices, data.split, data.source)
-        key.update(views="augmented", views_seed=PRECOMPUTE_SEED, padding=config.crop_padding, flip=config.flip)
     name = stable_hash(key)
     folder = Path(config.cache_dir) / "maps" / name
     with _folder_lock(folder):
         stored, seconds = _load_verified(folder, len(data)), 0.0
         from_cache = stored is not None
         if not from_cache:
-            started = time.perf_counter()
+            watch = Stopwatch()
             manifest = _start_manifest(folder, key, _chunk_rows(config))
             targets = _targets(config, teacher, data, device)
             _fill_chunks(folder, manifest, data, targets, teacher, config, device, progress)
-            seconds = time.perf_counter() - started
+            seconds = watch.seconds
             _finalise(folder, manifest, seconds)
             stored = _load_verified(folder, len(data))
             if stored is None:
@@ -292,13 +268,9 @@ def throughput(config: Config, teacher: nn.Module, data: Cifar10) -> float:
     """Interpolation points per second of the map computation on ``data`` (uint8 images), after a warm-up."""
     device = next(teacher.parameters()).device
     _compute_chunk(teacher, data.images[:1], data.labels[:1], config.replace(ig_steps=2), device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
+    watch = Stopwatch(device)
     _compute_chunk(teacher, data.images, data.labels, config, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return len(data) * config.ig_steps / (time.perf_counter() - started)
+    return len(data) * config.ig_steps / watch.seconds
 
 
 def open_maps(path: str | Path) -> tuple[np.memmap, np.ndarray]:

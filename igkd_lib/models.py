@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 
+from .validators import check_int, check_number
+
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "Classifier", "teacher", "student", "count_parameters", "count_macs",
            "STUDENT_PARAMETERS"]
 
@@ -65,10 +67,8 @@ def student(cut: int = 5, *, dropout: float = 0.0, normalise: bool = False) -> C
 
     The defaults are the official student's (``SmallerMobileNet``): no dropout, raw [0, 1] pixels.
     """
-    if not isinstance(cut, int) or isinstance(cut, bool) or not 1 <= cut <= 18:
-        raise ValueError(f"cut={cut!r} is not allowed; allowed: an integer in [1, 18]")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout!r} is not allowed; allowed: a number in [0, 1)")
+    check_int("cut", cut, 1, 18)
+    check_number("dropout", dropout, 0, 1, high_open=True)
     features = _cifar_mobilenet_features()[:-cut]
     width = features[-1].out_channels
     return Classifier(features, width=width, dropout=dropout, normalise=normalise)

@@ -1,25 +1,40 @@
 """What every chapter does first: build its config from the ``parameters`` cell and say where it runs.
 
-``config = chapter_setup(profile, **overrides)`` is the one way a notebook gets its configuration;
-it prints the provenance line (profile, seeds, data source, device, commit) that stands beside
-every result of the chapter.
+``config = chapter_setup(profile, overrides, **named)`` is the one way a notebook gets its
+configuration: ``profile`` and ``overrides`` (any Config field -> value; ``make book SET=...`` and
+``python -m igkd_lib book --set key=value`` fill it in every chapter) come from the ``parameters``
+cell, ``named`` from the chapter's own parameters. It prints the provenance line (profile, seeds, data
+source, device, commit) that stands beside every result of the chapter.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import torch
 
 from .config import Config, ConfigError, make_config
 from .provenance import provenance_line, resolve_device
 
-__all__ = ["chapter_setup", "caption", "figure_note", "prepare_runtime", "list_parameter"]
+__all__ = ["chapter_setup", "caption", "figure_note", "table_note", "pipe_table", "prepare_runtime", "list_parameter"]
 
 
-def chapter_setup(profile: str, **overrides) -> Config:
-    """A validated config for a chapter; prints its provenance line. Empty overrides are ignored."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    config = make_config(profile, **overrides)
+def chapter_setup(profile: str, overrides: Mapping | str | None = None, **named) -> Config:
+    """A validated config for a chapter, ``make_config(profile, **named, **overrides)``; prints its provenance line.
+
+    ``named`` values that are None are left out (the profile's); ``overrides`` (a mapping, or its JSON text
+    as ``papermill -p`` passes it) win over ``named``.
+    """
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides or "{}")
+        except ValueError:
+            raise ConfigError(f"overrides={overrides!r} is not allowed; allowed: a mapping of config fields to "
+                              "values, or its JSON text, e.g. '{\"student_epochs\": 2}'") from None
+    if not isinstance(overrides, Mapping if overrides is not None else type(None)):
+        raise ConfigError(f"overrides={overrides!r} is not allowed; allowed: a mapping of config fields to values")
+    values = {**{k: v for k, v in named.items() if v is not None}, **(overrides or {})}
+    config = make_config(profile, **values)
     prepare_runtime(config)
     print(provenance_line(config))
     return config
@@ -95,3 +110,38 @@ def figure_note(text: str, figure=None) -> None:
         display(figure)
         plt.close(figure)
     print(text, flush=True)
+
+
+def table_note(table, title: str, name: str, text: str | None = None) -> None:
+    """Show ``table`` (a DataFrame) as the book's numbered "Table N: ``title``", then print ``text`` under it
+    (a provenance line, :func:`caption`).
+
+    One output, two forms: HTML (what Jupyter and Colab show) and a MyST ``{table}`` directive with the
+    label ``name`` (what the book shows, numbered; the cell's metadata ``mystnb.markdown_format`` must be
+    ``"myst"`` and ``_config.yml`` ranks Markdown above HTML).
+    """
+    from IPython.display import display
+
+    for label, value in (("title", title), ("name", name)):
+        if not isinstance(value, str) or not value.strip() or "\n" in value:
+            raise ValueError(f"{label}={value!r} is not allowed; allowed: a one-line, non-empty string")
+    directive = f"```{{table}} {title}\n:name: {name}\n\n{pipe_table(table)}\n```"
+    display({"text/html": table.to_html(), "text/markdown": directive, "text/plain": table.to_string()}, raw=True)
+    if text:
+        print(text, flush=True)
+
+
+def pipe_table(table) -> str:
+    """``table`` (a DataFrame) as a Markdown pipe table: its index too unless it is the default 0..n-1."""
+    import pandas as pd
+
+    frame = table if isinstance(table.index, pd.RangeIndex) and table.index.name is None else table.reset_index()
+    cell = lambda value: ("NaN" if _is_nan(value) else str(value)).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    header = [cell(column) for column in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and value != value

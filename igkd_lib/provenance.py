@@ -13,7 +13,7 @@ import torch
 
 from .config import Config
 
-__all__ = ["resolve_device", "device_name", "git_commit", "provenance", "provenance_line", "seed_everything"]
+__all__ = ["resolve_device", "device_name", "git_commit", "provenance", "provenance_line"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -77,8 +77,3 @@ def provenance_line(config: Config, data_source: str | None = None) -> str:
     return (f"profile={p['profile']} · seeds={p['seeds']} · data={p['data_source']} · device={p['device']} · "
             f"commit={p['commit']} · torch={p['torch']}")
 
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG and return a CPU generator seeded the same way."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 __all__ = ["atomic_path", "atomic_write_json", "atomic_save_npy", "atomic_torch_save", "sha256_file",
-           "sha256_bytes", "stable_hash", "read_json", "StorageError", "load_checkpoint", "move_aside",
+           "model_sha256", "stable_hash", "read_json", "StorageError", "load_checkpoint", "move_aside",
            "write_checked_json", "read_checked_json"]
 
 
@@ -81,7 +81,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _payload_sha256(data: dict) -> str:
-    return sha256_bytes(json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode())
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
 
 
 def write_checked_json(path: str | os.PathLike, data: dict) -> None:
@@ -163,8 +163,16 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def model_sha256(model) -> str:
+    """SHA-256 of a model's state dict (names, dtypes, shapes, values), wherever it lives."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:

@@ -23,7 +23,7 @@ from torch import nn
 from . import models
 from .augment import draws_batch, epoch_draws, overlay_generator
 from .batchnorm import recalibrate
-from .config import Config
+from .config import METHODS, Config, group_fields
 from .data import Cifar10
 from .distill import kd_loss
 from .provenance import resolve_device
@@ -32,10 +32,9 @@ from .train import TrainResult, autocast, predict_logits, prepare_model, train_l
 __all__ = ["METHODS", "method_config", "map_source_rows", "batch_and_loss", "train_student", "teacher_logit_table",
            "student_draw_fn", "uses_maps", "teacher_sees_clean", "check_maps"]
 
-METHODS = ("baseline", "kd", "ig", "kd_ig")
 _METHOD_OVERRIDES = {"baseline": dict(alpha=0.0, p=0.0), "kd": dict(p=0.0), "ig": dict(alpha=0.0), "kd_ig": {}}
 # Fields that do not change a run's numbers (left out of the checkpoint's identity).
-_NOT_IN_META = ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds")
+_NOT_IN_META = group_fields("runtime")
 
 
 def method_config(config: Config, method: str) -> Config:

@@ -8,20 +8,24 @@ weights of any run of :func:`igkd_lib.experiments.run_one` (training it where it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import experiments, models
-from .augment import overlay
-from .config import STUDENT_CUTS, Config
+from .augment import overlay, to_float
+from .config import METHODS, STUDENT_CUTS, Config
 from .student import method_config
 
-__all__ = ["BOOK_SIZES", "study_config", "source_runs", "signal_runs", "compression_runs", "latency_by_cut",
-           "pareto_front", "compression_points", "teacher_overlay_correct", "study_students", "StudyEntry", "beyond_paper_queue", "campaign_entries", "trained_student", "official_students", "teacher_on_overlays",
-           "SOURCE_STUDY", "TEACHER_SIGNALS", "COMPRESSION_METHODS"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["BOOK_SIZES", "source_runs", "signal_runs", "compression_runs", "latency_by_cut", "pareto_front",
+           "compression_points", "teacher_overlay_correct", "study_students", "StudyEntry", "beyond_paper_queue",
+           "trained_student", "official_students", "teacher_on_overlays", "SOURCE_STUDY", "TEACHER_SIGNALS",
+           "COMPRESSION_METHODS"]
 
 # ig_weak last: it equals ig until a paper-profile teacher is installed (igkd_lib.map_sources)
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
@@ -32,17 +36,18 @@ TEACHER_SIGNALS = ("online", "online_clean", "cached", "official")
 _SIGNAL_METHODS = {"online_clean": ("kd_ig",), "cached": ("kd", "kd_ig")}  # online_clean without maps is online
 COMPRESSION_METHODS = ("baseline", "kd_ig")
 # the chapter's sizes per profile: overlay sources, teacher signals and student cuts trained (one seed on
-# smoke and quick), probe images for the agreement, test images and severities for the robustness, and
-# ``train``: overrides of the profile for the studies that train (sources, signals, cuts). On quick they
-# train one epoch each (a quick run of 8 epochs costs minutes on 2 cores; the chapter must stay near a
-# minute): a check of the pipeline with every arm at the same budget, never compared with chapter 4's runs.
+# smoke and quick; runs that coincide with chapter 4's are read from the run cache), probe images for the
+# agreement, test images and severities for the robustness
 BOOK_SIZES = {
     "smoke": dict(sources=("ig", "sobel", "constant"), signals=TEACHER_SIGNALS, cuts=(5, 17), n_probe=8,
-                  n_robust=100, severities=(5,), train={}),
-    "quick": dict(sources=("ig", "sobel"), signals=("online", "online_clean"), cuts=(5, 15), n_probe=48,
-                  n_robust=200, severities=(3,), train={"student_epochs": 1}),
+                  n_robust=100, severities=(5,)),
+    # quick trains no source or signal run of its own (the ig/online run is chapter 4's): one costs as much as
+    # one of chapter 4's four, which the 12-minute book cannot afford (config._QUICK); -p sources '["ig","sobel"]'
+    # or -p signals '["online","online_clean"]' runs them. Its one new student is cut 17 (2 k parameters, a
+    # small fraction of a cut-5 run), trained alone and with KD + IG for the compression figure.
+    "quick": dict(sources=("ig",), signals=("online",), cuts=(5, 17), n_probe=48, n_robust=200, severities=(3,)),
     "paper": dict(sources=SOURCE_STUDY, signals=TEACHER_SIGNALS, cuts=STUDENT_CUTS, n_probe=500, n_robust=10_000,
-                  severities=(1, 2, 3, 4, 5), train={}),
+                  severities=(1, 2, 3, 4, 5)),
 }
 
 
@@ -73,28 +78,11 @@ def beyond_paper_queue(seeds=tuple(range(10))) -> list[StudyEntry]:
     queue += [StudyEntry("teacher signal", {"teacher_logits": s}, methods, seeds)
               for s, methods in _SIGNAL_METHODS.items()]
     queue.append(StudyEntry("teacher on overlays", {}, (), seeds, trains=False))
-    queue += [StudyEntry(name, {}, ("baseline", "kd", "ig", "kd_ig"), seeds, trains=False)
+    queue += [StudyEntry(name, {}, METHODS, seeds, trains=False)
               for name in ("attribution agreement", "robustness under corruption")]
     queue += [StudyEntry("compression", {"student_cut": cut}, COMPRESSION_METHODS, seeds)
               for cut in STUDENT_CUTS if cut != 5]
     return queue
-
-
-def campaign_entries() -> list:
-    """:func:`beyond_paper_queue` as GPU-campaign entries (:class:`igkd_lib.campaign.queue.Entry`), runs only.
-
-    Seed-major within each study, so a window that stops early has every variant at the first seeds.
-    Wire it with ``LATER_STUDIES.append(studies.campaign_entries)`` in ``igkd_lib/campaign/queue.py``.
-    """
-    from .campaign.queue import Entry
-
-    entries = []
-    for study in beyond_paper_queue():
-        if study.trains:
-            name = study.study.replace(" ", "_")
-            entries += [Entry(name, method, seed, tuple(sorted(study.overrides.items())))
-                        for seed in study.seeds for method in study.methods]
-    return entries
 
 
 def _student_model(config: Config, state: dict) -> nn.Module:
@@ -137,7 +125,7 @@ def official_students(config: Config) -> dict[str, tuple[nn.Module, float]]:
     return out
 
 
-def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), seeds=None, official: bool = True,
+def study_students(config: Config, methods=METHODS, seeds=None, official: bool = True,
                    progress: bool = False) -> dict:
     """{label: (model, method, seed)}: the trained students of ``methods`` x ``seeds`` (the profile's by
     default; trained where missing), then the authors' published ones (seed None) if ``official``."""
@@ -154,7 +142,7 @@ def study_students(config: Config, methods=("baseline", "kd", "ig", "kd_ig"), se
 def _overlaid_logits(teacher: nn.Module, images_uint8: torch.Tensor, maps: torch.Tensor, blend: float, seed: int):
     """The teacher's logits (n, classes) on every image overlaid (p = 1) with its map at ``blend``."""
     generator = torch.Generator().manual_seed(seed)
-    return teacher(overlay(images_uint8.float() / 255, maps, p=1.0, blend=float(blend), generator=generator))
+    return teacher(overlay(to_float(images_uint8), maps, p=1.0, blend=float(blend), generator=generator))
 
 
 def teacher_overlay_correct(teacher: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
@@ -183,11 +171,6 @@ def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: 
 
     return pd.DataFrame(rows)
 
-
-def study_config(config: Config, profile_sizes: dict | None = None) -> Config:
-    """The config of the chapter's training studies: the profile's, with :data:`BOOK_SIZES`' ``train`` overrides."""
-    overrides = (profile_sizes or BOOK_SIZES[config.profile])["train"]
-    return config.replace(**overrides) if overrides else config
 
 
 def _variant_runs(config: Config, methods, field_name: str, values, seeds, progress: bool) -> "pd.DataFrame":

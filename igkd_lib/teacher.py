@@ -1,10 +1,12 @@
-"""The teacher: its training recipes, the weights shipped with the book, and how they are verified.
+"""The teacher the book uses: loaded from the shipped weights and verified, or trained on demand.
 
 ``get_teacher(config)`` loads the shipped weights after checking their SHA-256 against their card
 (:func:`verify_weights`); weights that are absent or do not verify are an error (:class:`WeightsError`),
 never silently replaced. Only ``teacher_source="train"`` trains a teacher with the profile's recipe
 (cached by the recipe's hash; a damaged cached teacher is moved aside and trained again). A teacher
 below :data:`SHIPPED_TARGET` says so in :meth:`TeacherInfo.describe`. See chapter 4 ("The teacher").
+How the shipped weights were produced (staged CPU recipes, ``python -m igkd_lib teacher``) lives in
+:mod:`igkd_lib.teacher_shipping`.
 """
 from __future__ import annotations
 
@@ -24,18 +26,16 @@ from .config import Config
 from .data import Cifar10, load_splits
 from .errors import WeightsError
 from .provenance import device_name, git_commit, resolve_device
-from .storage import atomic_torch_save, atomic_write_json, load_checkpoint, move_aside, sha256_file, stable_hash
-from .maps import model_sha256
-from .train import TrainResult, returned_weights, train_loop, warmup_cosine
+from .storage import atomic_torch_save, atomic_write_json, model_sha256, move_aside, read_json, sha256_file, stable_hash
+from .train import TrainResult, train_loop, warmup_cosine
 
-__all__ = ["TeacherRecipe", "CPU_RECIPE", "CPU_FINETUNE", "CPU_POLISH", "CPU_AVERAGE", "CPU_AVERAGE_POLISH", "CPU_STAGES",
-           "AveragedTeacherRecipe", "recipe_from_config", "train_teacher",
-           "train_stages", "adopt_shipped_stages", "get_teacher", "TeacherInfo",
-           "SHIPPED_WEIGHTS", "SHIPPED_CARD", "SHIPPED_TARGET", "ship_teacher", "ship_stages", "stage_checkpoint", "load_shipped_teacher", "verify_weights",
-           "WeightsError", "cli"]
+__all__ = ["TeacherRecipe", "AveragedTeacherRecipe", "recipe_from_config", "train_teacher", "get_teacher",
+           "TeacherInfo", "SHIPPED_WEIGHTS", "PAPER_WEIGHTS", "SHIPPED_TARGET", "preferred_weights", "ship_teacher",
+           "load_shipped_teacher", "verify_weights", "WeightsError"]
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "teacher_mobilenetv2_cifar10.pt"
-SHIPPED_CARD = SHIPPED_WEIGHTS.with_suffix(".json")
+# the GPU-trained paper teacher, where a campaign installed it (igkd_lib.campaign.paper_teacher.install)
+PAPER_WEIGHTS = SHIPPED_WEIGHTS.with_name("teacher_paper_mobilenetv2_cifar10.pt")
 SHIPPED_TARGET = 90.0  # test accuracy (%) a teacher is meant to reach; below it, every description says so
 
 
@@ -58,37 +58,13 @@ class TeacherRecipe:
         return [size for first, size in self.resolutions if first <= epoch][-1]
 
 
-# The shipped teacher's recipe for a 2-core CPU: progressive resizing (16 -> 24 -> 32 px) makes the
-# early epochs 2-5x cheaper; label smoothing and a higher peak rate make up for the short schedule.
-CPU_RECIPE = TeacherRecipe(epochs=20, batch_size=128, lr=0.1, weight_decay=5e-4, warmup=0.15,
-                           label_smoothing=0.1, resolutions=((0, 16), (8, 24), (14, 32)))
-# Its second stage: CPU_RECIPE ended at 87.17% (JPEG-compressed offline copy), short of the 90% target, so
-# the shipped teacher continues from its final weights with a warm restart at 32 px (SGDR-style).
-CPU_FINETUNE = TeacherRecipe(epochs=12, batch_size=128, lr=0.04, weight_decay=5e-4, warmup=0.05,
-                             label_smoothing=0.1, resolutions=((0, 32),), seed=1)
-# Its third: the second stage ended at 88.67%, still short (test accuracy had risen ~0.5 point an epoch as
-# the rate fell), so one more, gentler warm restart.
-CPU_POLISH = TeacherRecipe(epochs=7, batch_size=128, lr=0.01, weight_decay=5e-4, warmup=0.05,
-                           label_smoothing=0.1, resolutions=((0, 32),), seed=2)
-
-
 @dataclass(frozen=True)
 class AveragedTeacherRecipe(TeacherRecipe):
     """A recipe whose result is an exponential moving average of the weights (decay per step),
-    buffers (batch-norm statistics) included. A subclass, so the earlier recipes' hashes stay as they were."""
+    buffers (batch-norm statistics) included. A subclass, so the plain recipes' dicts (in the shipped card's
+    stages, and in the stages' checkpoint keys) have no ``ema_decay``."""
 
     ema_decay: float = 0.999
-
-
-# Its fourth: the third ended at 88.67 -> 89.13% with the training accuracy at 95.9%, so a longer warm
-# restart whose result is the moving average of its weights (a smoother point of the same valley).
-CPU_AVERAGE = AveragedTeacherRecipe(epochs=16, batch_size=128, lr=0.03, weight_decay=5e-4, warmup=0.05,
-                                    label_smoothing=0.1, resolutions=((0, 32),), seed=3, ema_decay=0.999)
-# Its fifth: the average ended at 89.86% (its trained weights at 89.46%, training accuracy 96.7%), so a last,
-# gentle restart from the average, averaged over a longer horizon (about five epochs).
-CPU_AVERAGE_POLISH = AveragedTeacherRecipe(epochs=5, batch_size=128, lr=0.01, weight_decay=5e-4, warmup=0.05,
-                                           label_smoothing=0.1, resolutions=((0, 32),), seed=4, ema_decay=0.9995)
-CPU_STAGES = (CPU_RECIPE, CPU_FINETUNE, CPU_POLISH, CPU_AVERAGE, CPU_AVERAGE_POLISH)
 
 
 def recipe_from_config(config: Config) -> TeacherRecipe:
@@ -162,7 +138,7 @@ class TeacherInfo:
 
     def training_provenance(self) -> str:
         """Where the teacher's training log comes from: its card's device, commit, data source and recipe."""
-        epochs = sum(stage["epochs"] for stage in self.stages) or self.recipe.get("epochs", len(self.log))
+        epochs = sum(stage["epochs"] for stage in self.stages)
         return (f"{self.origin} teacher's training log ({len(self.log)} of {epochs} epochs, {self.status}) — "
                 f"trained on {self.trained_on or 'unknown device'} · commit {self.commit or 'unknown'} · "
                 f"data {self.data_source} · sha256 {self.sha256[:12]}")
@@ -197,6 +173,10 @@ def ship_teacher(result: TrainResult, recipe: TeacherRecipe, data_source: str, d
     return card
 
 
+# what :func:`ship_teacher` writes into every card (the shipped one, trained ones, the paper teacher's)
+_CARD_FIELDS = ("sha256", "test_accuracy", "data_source", "recipe", "stages", "status", "log", "trained_on", "commit")
+
+
 def verify_weights(weights: Path, card_path: Path | None = None) -> dict:
     """The card (dict) of ``weights`` after checking the file's SHA-256 against the card's.
 
@@ -212,7 +192,7 @@ def verify_weights(weights: Path, card_path: Path | None = None) -> dict:
     except (OSError, ValueError) as error:
         raise WeightsError(f"the card {card_path} of {weights} is damaged ({type(error).__name__}: {error}); "
                            "restore it (e.g. git checkout -- <file>)") from None
-    missing = [k for k in ("sha256", "test_accuracy", "data_source", "recipe") if not isinstance(card, dict) or k not in card]
+    missing = [k for k in _CARD_FIELDS if not isinstance(card, dict) or k not in card]
     if missing:
         raise WeightsError(f"the card {card_path} of {weights} is damaged: it lacks {', '.join(missing)}")
     actual = sha256_file(weights)
@@ -241,10 +221,23 @@ def load_shipped_teacher(weights: Path = SHIPPED_WEIGHTS) -> tuple[nn.Module, di
     return model.eval(), card
 
 
+def preferred_weights(config: Config, paper: Path = PAPER_WEIGHTS, cpu: Path = SHIPPED_WEIGHTS) -> Path:
+    """The shipped weights ``config`` uses: the paper teacher where the profile's plan says so (``paper``; when
+    installed), and on every other profile where its accuracy, measured on the same data source, beats the CPU teacher's."""
+    if not (paper.is_file() and paper.with_suffix(".json").is_file()):
+        return cpu
+    if config.plan("paper_teacher"):
+        return paper
+    try:
+        ours, theirs = read_json(paper.with_suffix(".json")), read_json(cpu.with_suffix(".json"))
+    except (OSError, ValueError):
+        return cpu
+    same_data = ours.get("data_source") == theirs.get("data_source")
+    return paper if same_data and ours.get("test_accuracy", 0) > theirs.get("test_accuracy", 0) else cpu
+
+
 def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, TeacherInfo]:
     """The teacher the profile uses, on the profile's device, in eval mode, with its provenance."""
-    from .campaign.paper_teacher import preferred_weights
-
     device = resolve_device(config.device)
     if config.teacher_source == "shipped":
         weights = preferred_weights(config, cpu=SHIPPED_WEIGHTS)  # the GPU-trained paper teacher where installed, better
@@ -280,123 +273,7 @@ def _cached_teacher(final: Path) -> tuple[nn.Module, dict] | None:
 def _on_device(origin: str, model: nn.Module, card: dict, device: torch.device) -> tuple[nn.Module, TeacherInfo]:
     """A verified teacher and its card -> (model on ``device``, channels-last, eval mode; its TeacherInfo)."""
     info = TeacherInfo(origin, card["test_accuracy"], card["sha256"], card["data_source"], card["recipe"],
-                       card.get("status", "complete"), tuple(card.get("log", ())), card.get("trained_on", ""),
-                       card.get("commit", ""), tuple(card.get("stages", ())))
+                       card["status"], tuple(card["log"]), card["trained_on"], card["commit"], tuple(card["stages"]))
     return model.to(device=device, memory_format=torch.channels_last).eval(), info
 
 
-def stage_checkpoint(cache_dir: str | Path, stages: tuple, index: int) -> Path:
-    """The checkpoint of stage ``index`` of ``stages``, keyed by its recipe and every recipe before it."""
-    recipes = dataclasses.asdict(stages[0]) if index == 0 else [dataclasses.asdict(r) for r in stages[:index + 1]]
-    return Path(cache_dir) / f"shipped-teacher-{stable_hash(recipes)}" / "checkpoint.pt"
-
-
-def train_stages(stages: tuple, train: Cifar10, test: Cifar10, device: torch.device, cache_dir: str | Path,
-                 progress: bool = True) -> TrainResult:
-    """Train each stage in turn from the previous stage's final weights (each one checkpointed and resumable).
-
-    Finished stages are not entered again: training goes on after the last finished stage whose
-    checkpoint holds weights (trained here, or adopted from the shipped weights).
-    """
-    result, init, start = None, None, 0
-    for index in reversed(range(len(stages))):
-        state = _finished_weights(stages, cache_dir, index)
-        if state is not None:
-            model = models.teacher()
-            weights = returned_weights(state)
-            model.load_state_dict(weights)
-            result, init, start = TrainResult(model=model, log=state["log"]), weights, index + 1
-            break
-    for index in range(start, len(stages)):
-        result = train_teacher(stages[index], train, test, device, progress=progress, init=init,
-                               checkpoint=stage_checkpoint(cache_dir, stages, index))
-        init = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-    return result
-
-
-def _finished_weights(stages: tuple, cache_dir: str | Path, index: int) -> dict | None:
-    """Stage ``index``'s checkpoint when it holds the weights of that stage, finished; else None."""
-    state = load_checkpoint(stage_checkpoint(cache_dir, stages, index))
-    if state is None:
-        return None
-    finished = len(state["log"]) >= stages[index].epochs and state.get("model") is not None
-    return state if finished and state["meta"].get("recipe") == dataclasses.asdict(stages[index]) else None
-
-
-def adopt_shipped_stages(stages: tuple, cache_dir: str | Path, n_train: int,
-                        weights: Path = SHIPPED_WEIGHTS) -> Path:
-    """Write the checkpoints of the stages that the shipped weights finished; return the last one's path.
-
-    For a machine without the training cache, when ``stages`` add stages after those of the shipped
-    card: the next stage starts from exactly the shipped weights instead of every stage being trained
-    again for hours. The last adopted checkpoint holds those weights (no optimiser state: a finished
-    stage is never entered again); the earlier ones hold only their logs, for the card.
-    """
-    shipped = load_shipped_teacher(weights)
-    if shipped is None:
-        raise FileNotFoundError(f"weights={weights}: absent; restore the shipped weights first")
-    model, card = shipped
-    card_stages = card.get("stages", [card["recipe"]])
-    ours = json.loads(json.dumps([dataclasses.asdict(r) for r in stages[:len(card_stages)]]))
-    if card_stages != ours:
-        raise ValueError(f"weights={weights} were not trained with the first {len(card_stages)} of these stages; "
-                         "allowed: stages that begin with the card's stages")
-    if len(card["log"]) != sum(r.epochs for r in stages[:len(card_stages)]):
-        raise ValueError(f"weights={weights} stopped at epoch {len(card['log'])}, before the end of their stages; "
-                         "allowed: finished stages (resume their own checkpoint instead)")
-    path, first_epoch = None, 0
-    for index, recipe in enumerate(stages[:len(card_stages)]):
-        rows = [row for row in card["log"] if row.get("stage", 1) == index + 1]
-        log = [{**{k: v for k, v in row.items() if k not in ("stage", "image_size")}, "epoch": row["epoch"] - first_epoch}
-               for row in rows]
-        first_epoch += len(rows)
-        last = index == len(card_stages) - 1
-        path = stage_checkpoint(cache_dir, stages, index)
-        atomic_torch_save(path, {"model": model.state_dict() if last else None, "epoch": recipe.epochs - 1, "log": log,
-                                 "meta": {"recipe": dataclasses.asdict(recipe), "n_train": n_train,
-                                          "source": card["data_source"]}})
-    return path
-
-
-def ship_stages(stages: tuple, cache_dir: str | Path, weights: Path = SHIPPED_WEIGHTS) -> dict:
-    """Ship the latest checkpoint of ``stages`` with the earlier stages' logs (provisional if unfinished)."""
-    states = []
-    for index, recipe in enumerate(stages):
-        path = stage_checkpoint(cache_dir, stages, index)
-        state = load_checkpoint(path)
-        if state is None:
-            break
-        if state.get("meta", {}).get("recipe") != dataclasses.asdict(recipe):
-            raise ValueError(f"checkpoint {path} was not trained with stage {index + 1}'s recipe; "
-                             "allowed: a checkpoint written by `python -m igkd_lib teacher`")
-        states.append(state)
-        if len(state["log"]) < recipe.epochs:
-            break
-    if not states:
-        raise FileNotFoundError(f"no teacher checkpoint under cache_dir={cache_dir}; "
-                                "run `python -m igkd_lib teacher` first")
-    model = models.teacher()
-    model.load_state_dict(returned_weights(states[-1]))
-    history = tuple((stages[i], state["log"]) for i, state in enumerate(states[:-1]))
-    return ship_teacher(TrainResult(model=model, log=states[-1]["log"]), stages[len(states) - 1],
-                        states[-1]["meta"]["source"], torch.device("cpu"), weights=weights, history=history,
-                        planned=stages)
-
-
-def cli(config: Config, args) -> int:
-    """``python -m igkd_lib teacher``: train the shipped teacher's stages (resumable), or ``--ship`` the latest."""
-    from .data import load_cifar10
-
-    stages = CPU_STAGES if args.recipe == "cpu" else (recipe_from_config(config),)
-    if not args.ship:
-        train, test = load_cifar10("train", config), load_cifar10("test", config)
-        if args.from_shipped:
-            adopted = adopt_shipped_stages(stages, config.cache_dir, len(train))
-            print(f"finished stages adopted from the shipped weights, up to {adopted}")
-        result = train_stages(stages, train, test, resolve_device(config.device), config.cache_dir)
-        print(f"trained: {result.final_accuracy:.2f}% after {sum(r.epochs for r in stages)} epochs "
-              f"in {len(stages)} stage(s)")
-    card = ship_stages(stages, config.cache_dir)
-    print(f"shipped {SHIPPED_WEIGHTS} ({card['status']}, {card['test_accuracy']:.2f}% test accuracy, "
-          f"sha256 {card['sha256'][:12]})")
-    return 0

@@ -14,8 +14,8 @@ that fails falls back to eager, and the result's ``info`` records what ran.
 from __future__ import annotations
 
 import math
+import os
 import sys
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +30,14 @@ from .augment import to_float
 from .data import Cifar10
 from .errors import NonFiniteLossError
 from .storage import atomic_torch_save, load_checkpoint
+from .timing import Stopwatch
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
-           "precision_name", "epoch_line", "device_correct", "guarded_call"]
+           "precision_name", "epoch_line", "device_correct", "guarded_call", "BATCH_ENV"]
 
 COMPILE_CHOICES = ("none", "compile", "cudagraph")
+BATCH_ENV = "IGKD_BATCH"  # set (not "0"): a batch run, progress as one line per epoch, never bars (interactive)
 
 BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator, int], tuple]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, tuple], torch.Tensor]
@@ -61,9 +63,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, nothing elsewhere (CPU results stay float32 and reproducible)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast where ``bf16`` (default: on CUDA only), nothing elsewhere (CPU results stay float32
+    and reproducible). The one place that says what "bf16" means for the library's arithmetic."""
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def precision_name(device: torch.device) -> str:
@@ -72,8 +77,10 @@ def precision_name(device: torch.device) -> str:
 
 
 def interactive() -> bool:
-    """True in a terminal or a live notebook kernel (progress bars), False in batch runs (one line per epoch)."""
-    if "papermill" in sys.modules:
+    """True in a terminal or a live notebook kernel (progress bars), False in batch runs (one line per epoch):
+    papermill in this process, or :data:`BATCH_ENV` set (``make book`` and ``make notebooks`` set it for the
+    kernels they start, which cannot tell a papermill client from a person)."""
+    if "papermill" in sys.modules or os.environ.get(BATCH_ENV, "") not in ("", "0"):
         return False
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
@@ -209,9 +216,14 @@ def _step_draws(draws, positions_slice: slice, device: torch.device):
 
 
 def _epoch_row(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, n: int, test_correct: torch.Tensor,
-               n_test: int, seconds: float) -> dict:
-    """The epoch's log row; the one place the epoch's device-side sums are read."""
+               n_test: int, watch: Stopwatch) -> dict:
+    """The epoch's log row; the one place the epoch's device-side sums are read.
+
+    ``seconds`` is the epoch's wall time on ``watch`` (started with the epoch) to this read:
+    training, ``before_eval`` and evaluation, as the wide trainer counts it.
+    """
     sums = torch.stack([loss_sum.double(), correct.double(), test_correct.double()]).cpu().tolist()
+    seconds = watch.seconds
     return {"epoch": epoch + 1, "loss": sums[0] / n, "train_acc": 100.0 * sums[1] / n,
             "test_acc": 100.0 * sums[2] / n_test, "seconds": seconds, "images_per_s": n / seconds}
 
@@ -253,7 +265,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             break
         order, draws = _epoch_plan(seed, epoch, len(train), draw_fn, device, upload=not per_step_sync)
         model.train()
-        started = time.perf_counter()
+        watch = Stopwatch()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not show_bar,
@@ -275,11 +287,10 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
             correct += (logits.detach().argmax(1) == y).sum()
             if per_step_sync:
                 float(loss_sum), int(correct)
-        seconds = time.perf_counter() - started
         if before_eval is not None:
             before_eval(model)
         row = _epoch_row(epoch, loss_sum, correct, len(train), device_correct(model, test_images, test_labels,
-                         eval_batch_size), len(test), seconds)
+                         eval_batch_size), len(test), watch)
         if average is not None:
             average_correct = device_correct(average.module, test_images, test_labels, eval_batch_size)
             row = {**row, "test_acc": 100.0 * int(average_correct) / len(test), "live_test_acc": row["test_acc"]}

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from .augment import draw_exponents, normalise_maps
+from .validators import check_number
 
 __all__ = ["OverlayExplorer", "overlay_explorer", "overlay_explorer_for", "measured_results", "PAPER_P", "PAPER_BLEND"]
 
@@ -69,11 +70,11 @@ class OverlayExplorer:
 
     def overlaid(self, p: float | None = None) -> np.ndarray:
         """Boolean (N,): which images are overlaid at ``p`` (default: the view's p)."""
-        return self.draws < (self.p if p is None else _check_unit("p", p))
+        return self.draws < (self.p if p is None else check_number("p", p, 0, 1))
 
     def blended(self, p: float | None = None, blend: float | None = None) -> np.ndarray:
         """uint8 (N, 3, H, W): exactly what the browser draws at ``p`` and ``blend``."""
-        w = self.blend if blend is None else _check_unit("blend", blend)
+        w = self.blend if blend is None else check_number("blend", blend, 0, 1)
         mixed = np.floor((1 - w) * self.images.astype(np.float64) + w * self.maps[:, None].astype(np.float64) + 0.5)
         on = self.overlaid(p)[:, None, None, None]
         return np.where(on, mixed, self.images).astype(np.uint8)
@@ -119,7 +120,7 @@ def overlay_explorer(images: Any, maps: Any, *, exponents: Any = None, draws: An
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles has {len(titles)} entries; allowed: one per image ({n})")
     return OverlayExplorer(images=x, maps=_normalised_power(m, s), exponents=s, draws=u,
-                           p=_check_unit("p", p), blend=_check_unit("blend", blend),
+                           p=check_number("p", p, 0, 1), blend=check_number("blend", blend, 0, 1),
                            results=_summarise_results(results), provenance=str(provenance),
                            titles=tuple(str(t) for t in titles) if titles is not None else ())
 
@@ -189,11 +190,6 @@ def _check_vector(name: str, value: Any, n: int, low: float, high: float | None 
     return v
 
 
-def _check_unit(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: a number in [0, 1]")
-    return float(value)
 
 
 def _draw(n: int, seed: int, exponent_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +243,7 @@ def measured_results(config, folder: Path | None = None):
     committed = committed_results("paper", folder)
     if len(committed) and {"p", "blend", "final_acc"} <= set(committed.columns):
         frames.append(_at_paper_settings(committed).assign(profile="paper", source="committed"))
-    if config.profile != "paper" or not len(frames[0] if frames else ()):
+    if not any(len(f) and (f["profile"] == config.profile).all() for f in frames):  # not already the committed
         cached = overlay_results(config)
         if len(cached):
             frames.append(cached.assign(source="this build"))

@@ -12,7 +12,6 @@ autocast, channels-last, TF32 and non-deterministic kernels, no host synchronisa
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -24,23 +23,31 @@ from tqdm.auto import tqdm
 from . import models
 from .augment import draws_batch, to_float
 from .batchnorm import recalibrate
-from .config import Config, ConfigError
+from .config import Config, ConfigError, group_fields
 from .data import Cifar10
 from .errors import NonFiniteLossError
 from .provenance import resolve_device
 from .storage import stable_hash
 from .student import (check_maps, map_source_rows, method_config, student_draw_fn, teacher_logit_table,
                       teacher_sees_clean, uses_maps)
-from .train import (TrainResult, autocast, compiled, epoch_generator, epoch_line, guarded_call, interactive,
-                    precision_name, prepare_model)
+from .timing import Stopwatch
+from .train import (
+    TrainResult,
+    autocast,
+    compiled,
+    epoch_generator,
+    epoch_line,
+    guarded_call,
+    interactive,
+    precision_name,
+    prepare_model,
+)
 from .wide_model import WideStudent, split_states
 
 __all__ = ["Member", "GROUP_FIELDS", "check_group", "member_losses", "train_group"]
 
 # Fields every member of a group must share (they shape the group's tensors, steps or optimiser).
-GROUP_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
-                "student_normalise", "crop_padding", "flip", "eval_batch_size", "train_compile", "bn_recalibrate", "device",
-                "data_source", "data_root", "n_train", "n_test", "subset_seed")
+GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root")
 
 
 @dataclass(frozen=True)
@@ -213,10 +220,14 @@ def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: t
 
 
 def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: int, progress: bool):
-    """One epoch of the group: ``(runner, compile_used, rows)``; the device's sums are read once, at the end."""
+    """One epoch of the group: ``(runner, compile_used, rows)``; the device's sums are read once, at the end.
+
+    ``seconds``: the epoch's wall time up to that read (training, recalibration, evaluation), as in
+    :func:`igkd_lib.train.train_loop`.
+    """
     images, labels, test_images, test_labels = data
     n_train, batch = len(images), group.config.student_batch_size
-    started = time.perf_counter()
+    watch = Stopwatch()
     draws = group.draws(epoch, n_train)
     loss_sum = torch.zeros(group.n, dtype=torch.float64, device=group.device)
     correct = torch.zeros(group.n, dtype=torch.int64, device=group.device)
@@ -237,7 +248,7 @@ def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: i
         recalibrate(model, images, copies=group.n)
     test_correct = group.test_correct(model, test_images, test_labels)
     sums = torch.stack([loss_sum, correct.double(), test_correct.double()]).cpu()
-    seconds = time.perf_counter() - started
+    seconds = watch.seconds
     rows = [{"epoch": epoch + 1, "loss": float(sums[0, i]) / n_train, "train_acc": 100.0 * float(sums[1, i]) / n_train,
              "test_acc": 100.0 * float(sums[2, i]) / len(test_images), "seconds": seconds,
              "images_per_s": n_train / seconds} for i in range(group.n)]

@@ -6,8 +6,14 @@ import torch
 from scipy.stats import spearmanr
 
 from igkd_lib import models
-from igkd_lib.agreement import (agreement_rows, model_maps, probe_images, spearman_per_image, summarise_agreement,
-                                top_fraction_iou)
+from igkd_lib.agreement import (
+    agreement_rows,
+    model_maps,
+    probe_images,
+    spearman_per_image,
+    summarise_agreement,
+    top_fraction_iou,
+)
 from igkd_lib.data import load_splits
 
 

@@ -6,8 +6,18 @@ from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from igkd_lib import models
-from igkd_lib.attribution import (METHODS, gradient_x_input, integrated_gradients, quadrature, reduce_map,
-                                  resolve_baseline, smoothgrad)
+from igkd_lib.attribution import (
+    AUTO_CHUNK,
+    METHODS,
+    chunk_size,
+    gradient_x_input,
+    integrated_gradients,
+    quadrature,
+    reduce_map,
+    resolve_baseline,
+    smoothgrad,
+)
+from igkd_lib.config import make_config
 from igkd_lib.data import load_splits
 
 
@@ -184,3 +194,15 @@ def test_bad_inputs_give_clear_errors(teacher, batch):
     fresh = models.teacher()  # train mode
     with pytest.raises(ValueError, match="eval mode"):
         integrated_gradients(fresh, x, y)
+
+
+def test_auto_chunk_is_whole_images_and_the_override_wins(monkeypatch):
+    cpu = torch.device("cpu")
+    auto = make_config("smoke", ig_chunk=0, ig_steps=16)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert chunk_size(auto, cpu) == 64
+    assert chunk_size(auto.replace(ig_steps=50), cpu) == 50  # one image, never a split one
+    assert chunk_size(auto.replace(ig_steps=50), torch.device("cuda")) == 1000
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert chunk_size(auto, cpu) == AUTO_CHUNK["cpu_max"]
+    assert chunk_size(auto.replace(ig_chunk=7), cpu) == 7

@@ -38,13 +38,13 @@ def test_overlay_applies_the_drawn_exponent_and_the_blend():
 
 def test_p_zero_leaves_images_unchanged():
     images, maps = _batch()
-    out, mask = augment.overlay(images, maps, p=0.0, blend=0.5, generator=_gen(), return_mask=True)
+    out, mask = augment.overlay_with_mask(images, maps, p=0.0, blend=0.5, generator=_gen())
     assert torch.equal(out, images) and not mask.any()
 
 
 def test_fraction_overlaid_is_p():
     images, maps = _batch(n=20_000, size=2)
-    out, mask = augment.overlay(images, maps, p=0.3, blend=0.5, generator=_gen(), return_mask=True)
+    out, mask = augment.overlay_with_mask(images, maps, p=0.3, blend=0.5, generator=_gen())
     assert abs(mask.float().mean().item() - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 20_000)
     changed = (out != images).flatten(1).any(1)
     assert torch.equal(changed, mask)
@@ -103,7 +103,7 @@ def test_aligned_map_follows_crop_and_flip():
     maps[:, 5:9, 3:11] = 0.0  # ... and the map's zeros at the same place
     config = make_config("smoke", crop_padding=4, flip=True, p=1.0, blend=1.0, exponent_high=1.0)
     x = augment.student_batch(images, maps, config, _gen())
-    reference = augment.random_crop_flip(augment.to_float(images), maps.unsqueeze(1), padding=4, generator=_gen())
+    reference = augment.random_crop_flip_with_maps(augment.to_float(images), maps.unsqueeze(1), padding=4, generator=_gen())
     assert torch.equal(x[:, :1] == 0, augment.normalise_maps(reference[1]) == 0)
     assert torch.equal(reference[0] == 0, augment.normalise_maps(reference[1]).expand(-1, 3, -1, -1) == 0)
 
@@ -127,8 +127,8 @@ def test_student_batch_without_maps_is_crop_flip_only():
 
 def test_joint_crop_flip_moves_image_and_map_alike():
     images, maps = _batch(n=6, size=32)
-    x, m = augment.random_crop_flip(images, maps.unsqueeze(1), padding=4, generator=_gen())
-    x2, m2 = augment.random_crop_flip(maps.unsqueeze(1).expand(-1, 3, -1, -1), maps.unsqueeze(1), padding=4,
+    x, m = augment.random_crop_flip_with_maps(images, maps.unsqueeze(1), padding=4, generator=_gen())
+    x2, m2 = augment.random_crop_flip_with_maps(maps.unsqueeze(1).expand(-1, 3, -1, -1), maps.unsqueeze(1), padding=4,
                                       generator=_gen())
     assert torch.equal(x2[:, :1], m) and x.shape == images.shape
 

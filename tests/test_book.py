@@ -8,8 +8,11 @@ full-page screenshots beside the site's html folder, in ``screenshots/``.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -105,6 +108,29 @@ def test_execute_passes_the_profile_and_skips_a_fresh_copy(tmp_path):
     assert not book.execute_chapters("smoke", tmp_path / "out", force=True, **kwargs)[0].skipped
 
 
+def test_the_kernels_of_a_book_run_are_batch_runs(tmp_path, monkeypatch):
+    """make book's kernels see IGKD_BATCH, so training prints one line per epoch instead of widget bars."""
+    import papermill
+
+    from igkd_lib.train import BATCH_ENV, interactive
+
+    seen = []
+
+    def fake_execute(source, output, **kwargs):
+        seen.append((os.environ.get(BATCH_ENV), interactive()))
+        Path(output).write_text(Path(source).read_text())
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    monkeypatch.delenv(BATCH_ENV, raising=False)
+    _tiny_notebook(tmp_path / "notebooks" / "00_tiny.ipynb")
+    book.execute_chapters("smoke", tmp_path / "out", chapters=["notebooks/00_tiny.ipynb"], progress=False, root=tmp_path)
+    assert seen == [("1", False)] and BATCH_ENV not in os.environ  # set for the kernel, restored after
+    monkeypatch.setenv(BATCH_ENV, "0")
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.delitem(sys.modules, "papermill")  # imported above: papermill in this process is a batch run
+    assert interactive()  # "0" is not a batch run: a live kernel shows bars
+
+
 PAGES = [Path(f + ".ipynb") for f in book._toc_files(TOC) if (ROOT / (f + ".ipynb")).exists() or f.startswith("notebooks/")]
 
 
@@ -164,17 +190,30 @@ def test_a_failing_chapter_leaves_no_executed_copy(tmp_path):
     assert (tmp_path / "out" / "notebooks" / "00_bad.failed.ipynb").exists()
 
 
-def test_cli_passes_seeds_to_the_chapters(monkeypatch):
-    from types import SimpleNamespace
-
-    from igkd_lib.config import make_config
+def test_cli_forwards_every_set_override_to_every_chapter(monkeypatch):
+    from igkd_lib import cli
+    from igkd_lib.notebook import chapter_setup
 
     calls = []
     monkeypatch.setattr(book, "build", lambda profile, **kw: calls.append((profile, kw)))
-    book.cli(make_config("smoke"), SimpleNamespace(force=False))
-    book.cli(make_config("quick", seeds=[0, 1, 2]), SimpleNamespace(force=True))
+    assert cli.main(["book", "--profile", "smoke"]) == 0
+    assert cli.main(["book", "--profile", "quick", "--force", "--set", "seeds=0,1,2", "--set", "student_epochs=2",
+                     "--set", "map_alignment=official"]) == 0
     assert calls[0] == ("smoke", {"force": False, "parameters": None})
-    assert calls[1] == ("quick", {"force": True, "parameters": {"seeds": [0, 1, 2]}})
+    overrides = {"seeds": [0, 1, 2], "student_epochs": 2, "map_alignment": "official"}
+    assert calls[1] == ("quick", {"force": True, "parameters": {"overrides": overrides}})
+    # what a chapter's setup cell makes of the papermill parameter (a mapping, or JSON text from `papermill -p`)
+    for given in (overrides, json.dumps(overrides)):
+        config = chapter_setup("quick", given, seeds=None, p=None)
+        assert (config.seeds, config.student_epochs, config.map_alignment) == ((0, 1, 2), 2, "official")
+
+
+def test_every_chapter_takes_overrides_and_passes_them_to_its_setup():
+    for page in book.chapters_from_toc():
+        cells = nbformat.read(ROOT / page, as_version=4).cells
+        parameters = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+        assert "overrides = {}" in parameters.source, page
+        assert any("chapter_setup(profile, overrides" in c.source for c in cells if c.cell_type == "code"), page
 
 
 @pytest.mark.slow
@@ -229,7 +268,14 @@ _READER_CHECK = r"""() => {
     const figure = img.closest('figure');
     const caption = figure && figure.querySelector('figcaption');
     if (!caption || caption.innerText.trim().length < 10) problems.push('figure without a caption: ' + img.getAttribute('src'));
+    const number = caption && caption.querySelector('.caption-number');
+    if (!number || !/^Figure \d+/.test(number.innerText.trim())) problems.push('figure without a number: ' + img.getAttribute('src'));
   }
+  for (const table of article.querySelectorAll('.cell_output table[id^="tbl-"]')) {  // igkd_lib.notebook.table_note
+    const number = table.querySelector('caption .caption-number');
+    if (!number || !/^Table \d+/.test(number.innerText.trim())) problems.push('table without a number: ' + table.id);
+  }
+  if (/```\{table\}|:name: tbl-/.test(article.innerText)) problems.push('a numbered table shown as its MyST source');
   for (const el of article.querySelectorAll('.cell_output .stderr, .cell_output .output.traceback'))
     if (visible(el)) problems.push('stderr/traceback output: ' + name(el));
   for (const cell of article.querySelectorAll('.cell'))
@@ -272,8 +318,8 @@ HTML_PAGES = ["index.html"] + [f + ".html" for f in book._toc_files(TOC)]
 @pytest.mark.slow
 @pytest.mark.browser
 def test_every_page_reads_well_at_1280px(site):
-    """Issue 15: nothing wider than the column, figures >= 60 % of it with caption and alt text, no stderr,
-    no plumbing. Full-page screenshots are kept in the build output (``_build/screenshots``)."""
+    """Issue 15: nothing wider than the column, figures >= 60 % of it with a numbered caption and alt text,
+    numbered tables, no stderr, no plumbing. Full-page screenshots are kept in the build output (``_build/screenshots``)."""
     from test_views_browser import _require_browser
 
     _require_browser()
@@ -301,6 +347,9 @@ def test_plumbing_is_tagged_not_written_on_the_page(page):
             figure = cell.metadata.get("mystnb", {})
             assert figure.get("figure", {}).get("caption") and len(figure.get("image", {}).get("alt", "")) > 20, \
                 f"{page}: a figure cell needs mystnb.figure.caption and mystnb.image.alt"
+        if "table_note(" in cell.source and ", table_note" not in cell.source:
+            assert cell.metadata.get("mystnb", {}).get("markdown_format") == "myst", \
+                f"{page}: a table_note cell needs mystnb.markdown_format = myst (else its numbered table shows as code)"
 
 
 def test_time_table_lists_every_page_its_share_and_the_total():
@@ -312,4 +361,20 @@ def test_time_table_lists_every_page_its_share_and_the_total():
     assert any(line.startswith("notebooks/02") and "90.0" in line and "90.0%" in line for line in lines)
     assert any("results_summary" in line and "up to date" in line for line in lines)
     assert any(line.startswith("Jupyter Book") and "9.5" in line for line in lines)
-    assert lines[-1].split()[:2] == ["total", "100.0"] and "1.7 min" in lines[-1]
+    assert lines[-1].split()[:2] == ["total", "100.0"] and "1 min 40 s" in lines[-1]
+    assert "set-up not included" in lines[-1] and "set-up (" not in table
+
+
+def test_time_table_counts_the_set_up_make_book_reports(monkeypatch):
+    runs = [book.ChapterRun(ROOT / "notebooks" / "02_precomputing_maps.ipynb", ROOT / "x", 90.0, False)]
+    monkeypatch.setenv(book.STARTED_ENV, str(time.time() - 30))
+    setup = book.setup_seconds()
+    assert 29 <= setup < 60
+    lines = book.time_table(runs, 10.0, setup).splitlines()
+    assert lines[2].startswith("set-up (") and lines[-1].startswith("total") and "set-up not included" not in lines[-1]
+    assert float(lines[-1].split()[1]) == pytest.approx(100.0 + setup, abs=0.1)
+    monkeypatch.setenv(book.STARTED_ENV, "yesterday")
+    with pytest.raises(ValueError, match=book.STARTED_ENV):
+        book.setup_seconds()
+    monkeypatch.delenv(book.STARTED_ENV)
+    assert book.setup_seconds() is None

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from igkd_lib.campaign.ingest import done_keys, ingest, merge_rows, read_runs
-from igkd_lib.campaign.results import WindowResults
 from igkd_lib.campaign.queue import Entry
+from igkd_lib.campaign.results import WindowResults
 from igkd_lib.config import make_config
 
 

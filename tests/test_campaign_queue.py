@@ -2,8 +2,17 @@
 import pytest
 import torch
 
-from igkd_lib.campaign.queue import (CONTROLS, TABLE1_SEEDS, Entry, compatible_runs, entry_key, group_signature,
-                                     maps_signature, paper_queue, uses_maps)
+from igkd_lib.campaign.queue import (
+    CONTROLS,
+    TABLE1_SEEDS,
+    Entry,
+    compatible_runs,
+    entry_key,
+    group_signature,
+    maps_signature,
+    paper_queue,
+    uses_maps,
+)
 from igkd_lib.config import make_config
 from igkd_lib.data import Cifar10
 from igkd_lib.experiments import run_key
@@ -89,3 +98,19 @@ def test_the_studies_beyond_the_paper_come_last():
     queue = paper_queue()
     studies = [i for i, e in enumerate(queue) if e.study not in ("table1", "controls", "faults")]
     assert studies and min(studies) > max(i for i, e in enumerate(queue) if e.study == "faults")
+
+
+def test_beyond_the_paper_entries_are_valid_and_keep_the_queue_order(smoke_config):
+    from igkd_lib.campaign.queue import _beyond_the_paper, entry_config, maps_signature
+
+    entries = _beyond_the_paper()
+    assert entries[0].study == "overlay_source" and entries[-1].study == "compression"
+    # agreement, robustness and the teacher on overlaid images train nothing
+    assert {e.study for e in entries} == {"overlay_source", "teacher_signal", "compression"}
+    clean = [e for e in entries if dict(e.overrides).get("teacher_logits") == "online_clean"]
+    assert clean and {e.method for e in clean} == {"kd_ig"}
+    assert entry_config(smoke_config, clean[0]).teacher_logits == "online_clean"
+    sobel = next(e for e in entries if dict(e.overrides).get("map_source") == "sobel")
+    ig = next(e for e in entries if dict(e.overrides).get("map_source") == "ig_untrained")
+    assert entry_config(smoke_config, sobel).map_source == "sobel"
+    assert maps_signature(smoke_config, sobel) != maps_signature(smoke_config, ig)  # never grouped on one map set

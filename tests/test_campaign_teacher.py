@@ -2,16 +2,15 @@
 import json
 
 import pytest
-
-from igkd_lib.errors import WeightsError
 import torch
 
 from igkd_lib import models
-from igkd_lib.campaign.paper_teacher import (RESUME_FILES, install, join_checkpoint, preferred_weights,
-                                             split_checkpoint)
+from igkd_lib.campaign.paper_teacher import RESUME_FILES, install, join_checkpoint, split_checkpoint
 from igkd_lib.config import make_config
 from igkd_lib.data import Cifar10
+from igkd_lib.errors import WeightsError
 from igkd_lib.storage import sha256_file
+from igkd_lib.teacher import preferred_weights
 
 
 def _teacher_files(folder, accuracy, source="offline", name="teacher.pt"):
@@ -19,7 +18,8 @@ def _teacher_files(folder, accuracy, source="offline", name="teacher.pt"):
     torch.manual_seed(0)
     weights = folder / name
     torch.save(models.teacher().state_dict(), weights)
-    card = {"sha256": sha256_file(weights), "test_accuracy": accuracy, "data_source": source, "recipe": {}}
+    card = {"sha256": sha256_file(weights), "test_accuracy": accuracy, "data_source": source, "recipe": {},
+            "stages": [{}], "status": "complete", "log": [], "trained_on": "cpu", "commit": "abc123"}
     weights.with_suffix(".json").write_text(json.dumps(card))
     return weights
 

@@ -31,13 +31,19 @@ def _campaign(*args: str) -> subprocess.CompletedProcess:
 def test_tiny_window_then_ingest(tmp_path):
     out, work, results = tmp_path / "out", tmp_path / "work", tmp_path / "results"
     common = ["--work", str(work), "--results", str(results)]
-    run = _campaign("--tiny", "--budget-s", "1800", "--max-runs", "2", "--out", str(out), "--commit", "abc123", *common)
+    run = _campaign("--tiny", "--probe", "--budget-s", "1800", "--max-runs", "2", "--out", str(out), "--commit", "abc123",
+                    *common)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.rstrip().splitlines()[-1].startswith("budget (s)")  # the summary is printed last
     assert "runs finished" in run.stdout and "students·images/s" in run.stdout
     meta = json.loads((out / "window.json").read_text())
     assert meta["tiny"] and meta["commit"] == "abc123" and meta["precision"] == "fp32" and meta["trainer"] == "wide"
     assert meta["teacher"]["status"] == "finished" and meta["summary"]["runs finished"] == 2
+    probe = meta["probe"]  # the kernel and trainer measurements, made with the window's blocked imports
+    assert [row["members"] for row in probe["pointwise"]] == [1, 2]
+    assert [row["design"] for row in probe["trainers"]] == ["single, per-step sync", "single, sync-free",
+                                                            "wide N=1", "wide N=2"]
+    assert [row["train_compile"] for row in probe["compile"]] == ["none"] and "probe: N=1:" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(r["row"]["method"], r["row"]["status"]) for r in runs] == [("baseline", "complete"), ("kd", "complete")]

@@ -72,3 +72,40 @@ def test_ig_chunk_is_left_to_the_device_and_batchnorm_recalibration_only_on_smal
     assert make_config("smoke").bn_recalibrate and make_config("quick").bn_recalibrate
     assert not make_config("paper").bn_recalibrate  # the paper did not
     assert make_config("quick", bn_recalibrate="false").bn_recalibrate is False
+
+
+def test_every_field_belongs_to_a_group_that_the_keys_derive_from():
+    from dataclasses import fields
+
+    from igkd_lib.config import FIELD_GROUPS, KEY_DEFAULTS_LEFT_OUT, group_fields
+
+    grouped = {name for names in FIELD_GROUPS.values() for name in names}
+    assert {f.name for f in fields(Config)} == grouped  # a new field must be placed (else a key may miss it)
+    assert set(KEY_DEFAULTS_LEFT_OUT) <= grouped
+    assert group_fields("student", "teacher").count("crop_padding") == 1
+    with pytest.raises(ValueError, match="allowed: runtime"):
+        group_fields("nonsense")
+
+
+def test_group_key_leaves_out_the_declared_defaults_only():
+    quick = make_config("quick")
+    key = quick.group_key("maps", "student")
+    assert "map_views" not in key and "map_source" not in key and key["bn_recalibrate"] is True
+    assert "bn_recalibrate" not in make_config("paper").group_key("student")
+    assert make_config("quick", map_source="sobel").group_key("maps")["map_source"] == "sobel"
+
+
+def test_each_profile_has_its_plans_and_the_cpu_variant_where_it_differs():
+    from igkd_lib.config import PLANS
+
+    for name in PROFILES:
+        config = make_config(name)
+        assert set(config.plan("ablation")) == {"p_values", "temperatures", "alphas", "blends", "seeds", "controls",
+                                                 "faults"}
+        assert config.plan("latency")["batch_sizes"][0] == 1
+    paper = make_config("paper")
+    assert 256 in paper.plan("latency")["batch_sizes"] and 256 not in paper.plan("latency", "cpu")["batch_sizes"]
+    assert paper.plan("paper_teacher") and not make_config("quick").plan("paper_teacher")
+    assert set(PLANS) == set(PROFILES)
+    with pytest.raises(ValueError, match="name='nonsense' is not allowed"):
+        paper.plan("nonsense")

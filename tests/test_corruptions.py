@@ -20,8 +20,10 @@ def test_corruptions_are_deterministic_and_grow_with_severity(kind):
     low, high = corrupt(x, kind, 1, seed=3), corrupt(x, kind, 5, seed=3)
     assert low.dtype == torch.uint8 and low.shape == x.shape
     assert torch.equal(high, corrupt(x, kind, 5, seed=3))
-    d = lambda y: (y.float() - x.float()).abs().mean()
-    assert 0 < d(low) < d(high)
+    def distance(y):
+        return (y.float() - x.float()).abs().mean()
+
+    assert 0 < distance(low) < distance(high)
 
 
 def test_noise_depends_on_the_seed_and_contrast_keeps_the_mean():

@@ -1,15 +1,20 @@
 """igkd_lib.data: canonical order, the offline copy, subsets and clear errors."""
 import shutil
 import time
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 
 from igkd_lib.config import make_config
-from igkd_lib.data import (DataUnavailable, _decode_members, decode_offline_copy, find_offline_copy, load_cifar10,
-                           stratified_subset)
+from igkd_lib.data import (
+    DataUnavailable,
+    _decode_members,
+    decode_offline_copy,
+    find_offline_copy,
+    load_cifar10,
+    stratified_subset,
+)
 
 OFFLINE = find_offline_copy()
 needs_offline = pytest.mark.skipif(OFFLINE is None, reason="the offline CIFAR-10 copy is not beside the repository")

@@ -7,8 +7,7 @@ from torch import nn
 
 from igkd_lib import models
 from igkd_lib.bench import latency
-from igkd_lib.bench.variants import check_equal, fold_batchnorm, variants
-from igkd_lib.bench.variants import randomise_batchnorm
+from igkd_lib.bench.variants import check_equal, fold_batchnorm, randomise_batchnorm, variants
 from igkd_lib.config import make_config
 
 

@@ -1,7 +1,6 @@
 """Tests of igkd_lib.map_sources and its use by the maps cache and the run key."""
 import pytest
 import torch
-from torch import nn
 
 from igkd_lib import experiments, models
 from igkd_lib.config import ConfigError, make_config
@@ -69,6 +68,8 @@ def test_the_cache_and_the_run_key_tell_sources_apart(smoke_config, tmp_path, sm
     assert ig.key != sobel.key and not torch.allclose(ig.maps, sobel.maps)
     assert torch.allclose(sobel.maps, sobel_maps(train.images.float() / 255), rtol=1e-3, atol=1e-3)
     assert "source" not in maps_key(config, "t", "s", train.indices, "float32")  # earlier IG keys still hold
-    key = lambda c, m: experiments.run_key(c, m, 0, "t", train, test)
+    def key(c, m):
+        return experiments.run_key(c, m, 0, "t", train, test)
+
     assert key(config, "kd_ig") != key(config.replace(map_source="sobel"), "kd_ig")
     assert key(config, "kd") == key(config.replace(map_source="sobel"), "kd")  # p = 0: the source does not matter

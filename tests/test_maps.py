@@ -171,18 +171,6 @@ def test_a_run_killed_with_sigkill_resumes_to_the_identical_file(config, train, 
     assert not resumed.from_cache and resumed.path.read_bytes() == whole.path.read_bytes()
 
 
-def test_auto_chunk_is_whole_images_and_the_override_wins(config, monkeypatch):
-    cpu = torch.device("cpu")
-    auto = config.replace(ig_chunk=0, ig_steps=16)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert maps_module.chunk_size(auto, cpu) == 64
-    assert maps_module.chunk_size(auto.replace(ig_steps=50), cpu) == 50  # one image, never a split one
-    assert maps_module.chunk_size(auto.replace(ig_steps=50), torch.device("cuda")) == 1000
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
-    assert maps_module.chunk_size(auto, cpu) == maps_module.AUTO_CHUNK["cpu_max"]
-    assert maps_module.chunk_size(auto.replace(ig_chunk=7), cpu) == 7
-
-
 def test_maps_are_bit_identical_across_chunk_sizes_and_share_one_cache_entry(config, train, tmp_path):
     teacher = tiny_teacher()
     results = [get_maps(config.replace(ig_chunk=chunk, cache_dir=str(tmp_path / str(chunk))), teacher, train,

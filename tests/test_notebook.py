@@ -17,3 +17,41 @@ def test_figure_note_shows_the_figure_then_prints_the_line_and_closes_it(capsys,
     figure_note("profile=smoke · commit=abc", fig)
     assert shown == [fig] and not plt.fignum_exists(fig.number)
     assert capsys.readouterr().out == "profile=smoke · commit=abc\n"
+
+
+def test_table_note_shows_html_and_a_numbered_myst_table_then_the_line(capsys, monkeypatch):
+    import pandas as pd
+
+    from igkd_lib.notebook import table_note
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
+    table = pd.DataFrame({"method": ["baseline", "kd"], "mean": [48.1, float("nan")]})
+    table_note(table, "Final-epoch accuracy (%)", "tbl-x", "profile=quick · commit=abc")
+    (bundle, raw), = shown
+    assert raw and bundle["text/html"] == table.to_html()
+    assert bundle["text/markdown"].splitlines()[:3] == ["```{table} Final-epoch accuracy (%)", ":name: tbl-x", ""]
+    assert "| baseline | 48.1 |" in bundle["text/markdown"] and "| kd | NaN |" in bundle["text/markdown"]
+    assert bundle["text/markdown"].endswith("\n```")
+    assert capsys.readouterr().out == "profile=quick · commit=abc\n"
+
+
+def test_table_note_refuses_a_caption_the_directive_cannot_hold():
+    import pandas as pd
+    import pytest
+
+    from igkd_lib.notebook import table_note
+
+    for title, name in (("", "tbl-x"), ("two\nlines", "tbl-x"), ("ok", "")):
+        with pytest.raises(ValueError, match="title|name"):
+            table_note(pd.DataFrame({"a": [1]}), title, name)
+
+
+def test_pipe_table_keeps_a_named_index_and_escapes_pipes():
+    import pandas as pd
+
+    from igkd_lib.notebook import pipe_table
+
+    table = pd.DataFrame({"a|b": [1.5]}, index=pd.Index(["kd"], name="method"))
+    assert pipe_table(table).splitlines() == ["| method | a\\|b |", "|---|---|", "| kd | 1.5 |"]
+    assert pipe_table(pd.DataFrame({"x": [2]})).splitlines()[2] == "| 2 |"

@@ -55,7 +55,7 @@ def shipped_copy(tmp_path):
     """A copy of the shipped teacher's weights and card (faults go into the copy only)."""
     weights = tmp_path / "teacher.pt"
     shutil.copyfile(teacher_module.SHIPPED_WEIGHTS, weights)
-    shutil.copyfile(teacher_module.SHIPPED_CARD, weights.with_suffix(".json"))
+    shutil.copyfile(teacher_module.SHIPPED_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
     return weights
 
 

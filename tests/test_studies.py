@@ -1,7 +1,6 @@
 """Tests of igkd_lib.studies: the queue, the official students, the teacher on overlays, run weights."""
 import pytest
 import torch
-from torch import nn
 
 from igkd_lib import experiments, models
 from igkd_lib.config import STUDENT_CUTS, make_config
@@ -22,22 +21,6 @@ def test_queue_order_and_that_every_entry_is_a_valid_config():
     for entry in queue:
         make_config("paper", **entry.overrides)  # raises on a bad field
         assert entry.seeds == (0, 1)
-
-
-def test_campaign_entries_are_valid_and_keep_the_queue_order(smoke_config):
-    from igkd_lib.campaign.queue import entry_config, maps_signature
-    from igkd_lib.studies import campaign_entries
-
-    entries = campaign_entries()
-    assert entries[0].study == "overlay_source" and entries[-1].study == "compression"
-    # agreement, robustness and the teacher on overlays train nothing
-    assert {e.study for e in entries} == {"overlay_source", "teacher_signal", "compression"}
-    clean = [e for e in entries if dict(e.overrides).get("teacher_logits") == "online_clean"]
-    assert clean and entry_config(smoke_config, clean[0]).teacher_logits == "online_clean"
-    sobel = next(e for e in entries if dict(e.overrides).get("map_source") == "sobel")
-    ig = next(e for e in entries if dict(e.overrides).get("map_source") == "ig_untrained")
-    assert entry_config(smoke_config, sobel).map_source == "sobel"
-    assert maps_signature(smoke_config, sobel) != maps_signature(smoke_config, ig)  # never grouped on one map set
 
 
 def test_official_students_load_and_skip_other_layouts(smoke_config):
@@ -109,11 +92,3 @@ def test_latency_by_cut_reads_chapter_6_or_measures(smoke_config, monkeypatch):
     table, note = studies.latency_by_cut(smoke_config, (17,), repeats=2)
     assert table["student_cut"].tolist() == [17] and table["latency_ms"].iloc[0] > 0 and "measured here" in note
 
-
-def test_study_config_applies_the_profiles_training_budget(smoke_config):
-    from igkd_lib.studies import BOOK_SIZES, study_config
-
-    assert study_config(smoke_config) == smoke_config
-    quick = make_config("quick")
-    assert study_config(quick).student_epochs == BOOK_SIZES["quick"]["train"]["student_epochs"]
-    assert set(BOOK_SIZES["paper"]["cuts"]) == set(STUDENT_CUTS)

@@ -74,8 +74,9 @@ def test_view_shows_what_one_training_overlay_draws():
     images, maps = _inputs()
     view = views.overlay_explorer(images, maps, seed=7, exponent_range=(1.0, 2.0))
     for p, w in ((0.1, 0.5), (0.6, 0.8), (1.0, 1.0)):
-        x_hat, mask = augment.overlay(augment.to_float(torch.from_numpy(images)), torch.from_numpy(maps).float(), p=p,
-                                      blend=w, generator=torch.Generator().manual_seed(7), return_mask=True)
+        x_hat, mask = augment.overlay_with_mask(augment.to_float(torch.from_numpy(images)),
+                                                torch.from_numpy(maps).float(), p=p, blend=w,
+                                                generator=torch.Generator().manual_seed(7))
         assert np.array_equal(mask.numpy(), view.overlaid(p))
         assert np.abs(view.blended(p, w) / 255.0 - x_hat.numpy()).max() <= 1 / 255 + 1e-6
 

@@ -9,22 +9,26 @@
 
 Every design trains kd_ig (online teacher, overlay: the most work per image) for one epoch of
 ``steps`` batches of real CIFAR-10 images with random maps and a fresh teacher (throughput only), after
-one warm-up epoch. The ratios come last. Targets: wide >= 0.9x single on CPU; on a GPU, the best wide
-N >= 5x the per-step-sync single run.
+one warm-up epoch; each design is timed as its whole training call (set-up, the epoch, BatchNorm
+recalibration where the profile asks for it, evaluation of 200 test images), the same work per student.
+:mod:`igkd_lib.bench.pointwise` adds the kernel choice for the 1x1 convolutions. The ratios come last.
+Targets: wide >= 0.9x single on CPU; on a GPU, the best wide N >= 5x the per-step-sync single run.
 """
 from __future__ import annotations
 
-import pandas as pd
 import torch
 
 from .. import models
 from ..config import Config
+from ..console import print_table
 from ..data import load_splits
 from ..provenance import device_name, resolve_device
 from ..student import train_student
+from ..timing import Stopwatch
+from ..train import COMPILE_CHOICES
 from ..wide import Member, train_group
 
-__all__ = ["run", "cli", "group_sizes"]
+__all__ = ["run", "cli", "group_sizes", "ratio_lines", "compile_rows"]
 
 
 def group_sizes(device: torch.device) -> tuple[int, ...]:
@@ -33,20 +37,27 @@ def group_sizes(device: torch.device) -> tuple[int, ...]:
 
 
 def _seconds(design: str, config: Config, data: tuple) -> float:
+    """Wall time of one whole training call (model set-up, the epoch, recalibration, evaluation)."""
     teacher, maps, train, test = data
+    watch = Stopwatch()
     if design.startswith("wide"):
         members = [Member(config, "kd_ig", seed) for seed in range(int(design.split("=")[1]))]
-        results = train_group(members, teacher=teacher, maps=maps, train=train, test=test, progress=False)
-        return results[0].log[0]["seconds"]
-    result = train_student(config, "kd_ig", 0, teacher=teacher, maps=maps, train=train, test=test, progress=False,
-                           per_step_sync=design == "single, per-step sync")
-    return result.log[0]["seconds"]
+        train_group(members, teacher=teacher, maps=maps, train=train, test=test, progress=False)
+    else:
+        train_student(config, "kd_ig", 0, teacher=teacher, maps=maps, train=train, test=test, progress=False,
+                      per_step_sync=design == "single, per-step sync")
+    return watch.seconds
 
 
-def run(config: Config, steps: int | None = None) -> pd.DataFrame:
-    """One row per design: students, seconds, images/s per student and students·images/s."""
+def run(config: Config, steps: int | None = None, sizes: tuple[int, ...] | None = None,
+        singles: bool = True) -> list[dict]:
+    """One row per design: students, seconds, images/s per student and students·images/s.
+
+    ``sizes``: the wide group sizes (default :func:`group_sizes`); ``singles=False`` leaves out the two
+    single-run designs. Plain dicts (no pandas: the GPU window calls this).
+    """
     device = resolve_device(config.device)
-    steps = steps or (40 if device.type == "cuda" else 6)
+    steps = steps or (40 if device.type == "cuda" else 16)
     n_images = steps * config.student_batch_size
     config = config.replace(student_epochs=1, n_train=max(config.n_train, n_images))
     train, test = load_splits(config)
@@ -54,7 +65,8 @@ def run(config: Config, steps: int | None = None) -> pd.DataFrame:
     maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
     torch.manual_seed(0)
     data = (models.teacher().eval(), maps, train, test)
-    designs = ["single, per-step sync", "single, sync-free", *(f"wide N={k}" for k in group_sizes(device))]
+    designs = (["single, per-step sync", "single, sync-free"] if singles else []) + [
+        f"wide N={k}" for k in (sizes or group_sizes(device))]
     rows = []
     for design in designs:
         _seconds(design, config, data)  # warm-up (allocator, kernels, compilation)
@@ -64,19 +76,53 @@ def run(config: Config, steps: int | None = None) -> pd.DataFrame:
                      "images_per_s": n_images / seconds, "students_images_per_s": students * n_images / seconds,
                      "steps": steps, "batch_size": config.student_batch_size, "device": device_name(device),
                      "compile": config.train_compile})
-    return pd.DataFrame(rows)
+    return rows
+
+
+def compile_rows(config: Config, members: int, steps: int | None = None,
+                 choices: tuple[str, ...] = COMPILE_CHOICES) -> list[dict]:
+    """The wide trainer at ``members`` under each ``train_compile`` choice: two epochs each, the second
+    one's students·images/s (the first pays for compilation), and what ran (a failing choice falls back;
+    ``cudagraph`` is plain ``compile`` off CUDA)."""
+    device = resolve_device(config.device)
+    steps = steps or (40 if device.type == "cuda" else 4)
+    n_images = steps * config.student_batch_size
+    config = config.replace(student_epochs=2, n_train=max(config.n_train, n_images))
+    train, test = load_splits(config)
+    train, test = train.subset(torch.arange(n_images)), test.subset(torch.arange(min(len(test), 200)))
+    maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
+    torch.manual_seed(0)
+    teacher = models.teacher().eval()
+    rows = []
+    for choice in choices:
+        group = [Member(config.replace(train_compile=choice), "kd_ig", seed) for seed in range(members)]
+        watch = Stopwatch()
+        results = train_group(group, teacher=teacher, maps=maps, train=train, test=test, progress=False)
+        second = results[0].log[1]["seconds"]
+        rows.append({"train_compile": choice, "ran": results[0].info["compile"], "members": members,
+                     "first_epoch_s": results[0].log[0]["seconds"], "second_epoch_s": second,
+                     "students_images_per_s": members * n_images / second,
+                     "total_s": watch.seconds, "device": device_name(device)})
+    return rows
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """The ratios printed under the table (and kept by the GPU window)."""
+    speed = {row["design"]: row["students_images_per_s"] for row in rows}
+    old, single = speed["single, per-step sync"], speed["single, sync-free"]
+    lines = [f"single sync-free / single per-step sync = {single / old:.2f}x"]
+    lines += [f"{design} / single sync-free = {value / single:.2f}x  (target on CPU >= 0.9x)"
+              for design, value in speed.items() if design.startswith("wide")]
+    best = max((d for d in speed if d.startswith("wide")), key=speed.get)
+    lines.append(f"best wide ({best}) / single per-step sync = {speed[best] / old:.2f}x  (target on a GPU >= 5x)")
+    return lines
 
 
 def cli(config: Config, args) -> int:
     """Print the table, then the ratios."""
-    table = run(config)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    speed = dict(zip(table["design"], table["students_images_per_s"]))
-    old, single = speed["single, per-step sync"], speed["single, sync-free"]
-    print(f"single sync-free / single per-step sync = {single / old:.2f}x")
-    for design, value in speed.items():
-        if design.startswith("wide"):
-            print(f"{design} / single sync-free = {value / single:.2f}x  (target on CPU >= 0.9x)")
-    best = max((d for d in speed if d.startswith("wide")), key=speed.get)
-    print(f"best wide ({best}) / single per-step sync = {speed[best] / old:.2f}x  (target on a GPU >= 5x)")
+    import pandas as pd
+
+    rows = run(config)
+    print_table(pd.DataFrame(rows))
+    print("\n".join(ratio_lines(rows)))
     return 0

@@ -3,14 +3,13 @@
 In one run, on the same images and the same number of interpolation points, it measures points/s of
 (1) captum as the official code called it (``attribute`` on batches of 8 images, Gauss-Legendre),
 (2) captum at its best ``internal_batch_size``, (3) this engine over a sweep of chunk sizes (which
-includes the chunk the maps use on this device, :func:`igkd_lib.maps.chunk_size`) and (4) the floor:
+includes the chunk the maps use on this device, :func:`igkd_lib.attribution.chunk_size`) and (4) the floor:
 a bare forward + input-gradient backward of the teacher at the same batch sizes. It prints the table,
 the engine's agreement with captum, the chosen chunk's rate next to the best one found, and the ratios
 last. A figure, never a timed test.
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import pandas as pd
@@ -18,10 +17,11 @@ import torch
 from torch import nn
 
 from .. import models
-from ..attribution import frozen, integrated_gradients
+from ..attribution import chunk_size, frozen, integrated_gradients
 from ..config import Config
-from ..maps import chunk_size
+from ..console import print_table
 from ..provenance import device_name, resolve_device
+from ..timing import Stopwatch
 
 __all__ = ["run", "ratios", "chunk_choice", "cli"]
 
@@ -32,13 +32,9 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup:
         fn()
     best = float("inf")
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        watch = Stopwatch(device)
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, watch.seconds)
     return best
 
 
@@ -142,7 +138,7 @@ def cli(config: Config, args) -> int:
     meta = table.attrs
     print(f"IG benchmark: {meta['n_images']} images x {meta['n_steps']} points, Gauss-Legendre, {meta['teacher']} "
           f"teacher, device {meta['device']}, {torch.get_num_threads()} threads (random pixels)")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print_table(table)
     print(f"max |engine - captum| / max |captum| = {meta['max_rel_diff']:.2e}")
     choice = chunk_choice(table)
     print(f"chosen chunk {choice['chosen_chunk']} ({meta['chunk_source']}): {choice['chosen_points_per_s']:.0f} points/s; "

@@ -25,13 +25,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import models
-from ..config import STUDENT_CUTS, Config
+from ..config import Config
+from ..console import print_table
 from ..provenance import device_name, provenance, resolve_device
 from ..storage import atomic_path, atomic_write_json, read_json
+from ..validators import check_int
 from .variants import VariantSet, check_equal, fold_batchnorm, randomise_batchnorm, variants
 
 __all__ = ["measure", "compare", "variants", "check_equal", "fold_batchnorm", "VariantSet", "cold_forward",
-           "paper_method", "plan", "sweep", "variant_table", "run", "save_results", "student_teacher_ratio", "cli",
+           "paper_method", "plan", "sweep", "variant_table", "save_results", "student_teacher_ratio", "cli",
            "PAPER", "load_results", "REFERENCE_DIR"]
 
 # What the paper reports (RTX 3090, one cold forward pass each, teacher first).
@@ -39,25 +41,12 @@ PAPER = {"device": "RTX 3090 (paper)", "teacher_ms": 140.0, "student_ms": 13.0, 
          "student_parameters": 543_498}
 
 
-def _check_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; allowed: a positive integer")
-
-
-def _check_counts(repeats, warmup) -> None:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats={repeats!r} is not allowed; allowed: a positive integer")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup={warmup!r} is not allowed; allowed: an integer >= 0")
-
-
 @contextmanager
 def _threads(threads: int | None):
     """torch's intra-op thread count set to ``threads`` (None: unchanged) and restored after."""
     before = torch.get_num_threads()
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads={threads!r} is not allowed; allowed: a positive integer or None")
+        check_int("threads", threads, 1)
         torch.set_num_threads(threads)
     try:
         yield torch.get_num_threads()
@@ -105,8 +94,9 @@ def compare(forwards: dict[str, Callable], batch_size: int, device="cpu", *, rep
 
     Returns ``name -> {median_ms, q1_ms, q3_ms, iqr_ms, iqr_pct, throughput (images/s), batch_size,
     repeats, warmup, threads, device}``; times are per batch."""
-    _check_batch_size(batch_size)
-    _check_counts(repeats, warmup)
+    check_int("batch_size", batch_size, 1)
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
     device = torch.device(device)
     for forward in forwards.values():
         if isinstance(forward, torch.nn.Module):
@@ -138,7 +128,7 @@ def cold_forward(teacher: Callable, student: Callable, batch_size: int = 1, devi
 
     Pass freshly built models in a process that has run nothing yet (see :func:`paper_method`):
     whichever goes first pays the one-off costs (allocator, kernel selection, library start-up)."""
-    _check_batch_size(batch_size)
+    check_int("batch_size", batch_size, 1)
     if order not in ("teacher_first", "student_first"):
         raise ValueError(f"order={order!r} is not allowed; allowed: teacher_first, student_first")
     device = torch.device(device)
@@ -176,17 +166,13 @@ def paper_method(config: Config, *, orders=("teacher_first", "student_first"), t
 
 
 def plan(config: Config) -> dict:
-    """Batch sizes, repeats per batch size, warm-up and cuts of the sweep (and the variants' repeats) for a profile."""
-    if config.profile == "smoke":
-        return {"batch_sizes": (1, 8), "repeats": {1: 10, 8: 5}, "warmup": 2, "cuts": (config.student_cut, 17),
-                "variant_repeats": 10}
-    if config.profile == "quick" or resolve_device(config.device).type == "cpu":
-        # warm-up 5 and 100 batch-1 repeats keep the teacher's IQR under 10% of its median on a quiet CPU;
-        # batch 256 (4 s a call on 2 cores) is left to GPUs
-        return {"batch_sizes": (1, 8, 64), "repeats": {1: 100, 8: 20, 64: 5}, "warmup": {1: 5, 8: 2, 64: 1},
-                "cuts": STUDENT_CUTS, "variant_repeats": 40}
-    return {"batch_sizes": (1, 8, 64, 256), "repeats": {1: 200, 8: 100, 64: 50, 256: 30}, "warmup": 10,
-            "cuts": STUDENT_CUTS, "variant_repeats": 200}
+    """Batch sizes, repeats per batch size, warm-up and cuts of the sweep, the variants' repeats, whether
+    compiled variants are built and whether tables are saved: the profile's ``latency`` plan on this device
+    (:data:`igkd_lib.config.PLANS`), the config's own ``student_cut`` always among the cuts."""
+    found = dict(config.plan("latency", resolve_device(config.device).type))
+    if config.student_cut not in found["cuts"]:
+        found["cuts"] = (config.student_cut, *found["cuts"])
+    return found
 
 
 def _sweep_models(cuts, device: torch.device) -> dict[str, tuple[int | None, torch.nn.Module]]:
@@ -204,7 +190,7 @@ def sweep(config: Config, *, batch_sizes=None, repeats=None, warmup: int | dict 
     defaults = plan(config)
     batch_sizes = tuple(batch_sizes or defaults["batch_sizes"])
     for batch_size in batch_sizes:
-        _check_batch_size(batch_size)
+        check_int("batch_size", batch_size, 1)
     repeats = repeats or defaults["repeats"]
     warmup = defaults["warmup"] if warmup is None else warmup
     device = resolve_device(config.device)
@@ -222,10 +208,11 @@ def sweep(config: Config, *, batch_sizes=None, repeats=None, warmup: int | dict 
 
 
 def _compile_wanted(config: Config, compile: bool | None, device: torch.device, cut: int | None) -> bool:
-    """``compile=None``: never on smoke; on a CPU only the student (compiling takes ~1 min per model)."""
+    """``compile=None``: where the profile's plan builds compiled variants, and on a CPU only the student
+    (compiling takes ~1 min per model)."""
     if compile is not None:
         return compile
-    return config.profile != "smoke" and (device.type != "cpu" or cut is not None)
+    return plan(config)["compile"] and (device.type != "cpu" or cut is not None)
 
 
 def variant_table(config: Config, *, batch_size: int = 1, repeats: int | None = None, warmup: int = 3,
@@ -264,11 +251,6 @@ def student_teacher_ratio(table: pd.DataFrame, cut: int = 5, batch_size: int = 1
             "macs_ratio": teacher.macs / student.macs, "parameter_ratio": teacher.parameters / student.parameters}
 
 
-def run(config: Config, **kwargs) -> pd.DataFrame:
-    """The sweep of :func:`sweep` on the config's device (keyword arguments passed on)."""
-    return sweep(config, **kwargs)
-
-
 def save_results(table: pd.DataFrame, config: Config, folder="results/latency", extra: dict | None = None,
                  stem: str | None = None) -> Path:
     """Write ``<device kind>_<date>.csv`` and a ``.json`` of provenance beside it (atomically)."""
@@ -300,8 +282,7 @@ def load_results(folder: str | Path = REFERENCE_DIR, stem: str | None = None) ->
 
 
 def _print(title: str, table: pd.DataFrame, columns: list[str]) -> None:
-    print(f"\n{title}")
-    print(table[[c for c in columns if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print_table(table, columns, ".3g", title)
 
 
 def cli(config: Config, args=None) -> int:
@@ -309,7 +290,7 @@ def cli(config: Config, args=None) -> int:
     threads = config.num_threads or torch.get_num_threads()
     with _threads(threads):
         print(f"latency on {device_name(resolve_device(config.device))}, profile {config.profile}")
-    table = run(config, threads=threads)
+    table = sweep(config, threads=threads)
     _print("sweep (ms per batch; throughput in images/s)", table,
            ["model", "parameters", "macs", "batch_size", "median_ms", "iqr_ms", "iqr_pct", "throughput"])
     table_v = variant_table(config, threads=threads)
@@ -318,8 +299,8 @@ def cli(config: Config, args=None) -> int:
     cold = paper_method(config, threads=threads)
     _print("the paper's method: one cold forward pass each, fresh process", cold,
            ["order", "teacher_ms", "student_ms", "speedup"])
-    if config.profile == "smoke":
-        print("\nsmoke profile: tables not saved")
+    if not plan(config)["save"]:
+        print(f"\n{config.profile} profile: tables not saved")
     else:
         path = save_results(table, config)
         save_results(table_v, config, stem=path.stem + "_variants")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -27,11 +26,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .. import models
+from ..augment import to_float
 from ..config import Config
+from ..console import print_table
 from ..data import load_splits
 from ..distill import kd_loss
 from ..provenance import device_name, resolve_device
 from ..student import batch_and_loss, method_config, student_draw_fn
+from ..timing import Stopwatch
 from ..train import autocast, prepare_model, train_loop
 
 __all__ = ["OfficialOverlayDataset", "run", "cli"]
@@ -64,11 +66,6 @@ class OfficialOverlayDataset(Dataset):
         return x, int(self.labels[i])
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _step(student, teacher, optimizer, x, y, config, device) -> None:
     """One KD training step on a ready batch ``x`` (N, 3, 32, 32) on ``device``."""
     x = x.contiguous(memory_format=torch.channels_last)
@@ -84,23 +81,19 @@ def _step(student, teacher, optimizer, x, y, config, device) -> None:
 
 
 def _time_floor(student, teacher, optimizer, batches, config, device) -> float:
-    _sync(device)
-    started = time.perf_counter()
+    watch = Stopwatch(device)
     for x, y in batches:
         _step(student, teacher, optimizer, x, y, config, device)
-    _sync(device)
-    return time.perf_counter() - started
+    return watch.seconds
 
 
 def _time_official(student, teacher, optimizer, batches_iter, steps, config, device) -> float:
-    _sync(device)
-    started = time.perf_counter()
+    watch = Stopwatch(device)
     for _ in range(steps):
         x, y = next(batches_iter)
         _step(student, teacher, optimizer, x.to(device, non_blocking=True), y.to(device, non_blocking=True),
               config, device)
-    _sync(device)
-    return time.perf_counter() - started
+    return watch.seconds
 
 
 def _time_pipeline(student, optimizer, train, fns, config, device) -> float:
@@ -131,7 +124,7 @@ def run(config: Config, steps: int = 4, rounds: int = 2, num_workers: int | None
                                                   normalise=config.student_normalise), device)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.student_lr)
     fns = batch_and_loss(config, teacher, maps, train, device)
-    x_all = train.images.to(device).float().div_(255)
+    x_all = to_float(train.images.to(device))
     y_all = train.labels.to(device)
     premade = [(x_all[i:i + batch], y_all[i:i + batch]) for i in range(0, len(train), batch)]
     workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
@@ -157,7 +150,7 @@ def run(config: Config, steps: int = 4, rounds: int = 2, num_workers: int | None
 def cli(config: Config, args) -> int:
     """Print the table, then the ratios (pipeline / floor, pipeline / official)."""
     table = run(config)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    print_table(table, digits=".1f")
     speed = dict(zip(table["design"], table["images_per_s"]))
     print(f"pipeline / floor    = {speed['pipeline'] / speed['floor']:.2f}x  (target >= 0.9x)")
     print(f"pipeline / official = {speed['pipeline'] / speed['official']:.2f}x")

@@ -13,13 +13,14 @@ import io
 import math
 import signal
 import threading
-import time
 import warnings
 from contextlib import contextmanager
 from typing import Callable
 
 import torch
 from torch import nn
+
+from ..timing import Stopwatch
 
 __all__ = ["VariantSet", "fold_batchnorm", "randomise_batchnorm", "variants", "check_equal"]
 
@@ -146,13 +147,13 @@ def _onnxruntime(model: nn.Module, example: torch.Tensor, threads: int | None) -
 
 
 def _add(found: VariantSet, name: str, build: Callable[[], Callable]) -> None:
-    start = time.perf_counter()
+    watch = Stopwatch()
     try:
         found[name] = build()
     except Exception as error:  # a variant that cannot be built is reported, never fatal
         reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
         found.unavailable[name] = f"unavailable: {type(error).__name__}: {reason}"
-    found.build_seconds[name] = time.perf_counter() - start
+    found.build_seconds[name] = watch.seconds
 
 
 def variants(model: nn.Module, example: torch.Tensor, *, compile: bool = True, onnx: bool = True,

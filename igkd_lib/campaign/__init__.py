@@ -32,6 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--commit", default="unknown", help="the checkout's commit (.git does not travel)")
     parser.add_argument("--tiny", action="store_true",
                         help="the same path on the CPU at smoke size (2 members, 1 epoch)")
+    parser.add_argument("--probe", action="store_true",
+                        help="first measure the kernel and trainer choices (1x1 kernels, trainers, compile)")
     parser.add_argument("--max-group", type=int, default=16, help="most runs in one wide group (default 16)")
     parser.add_argument("--max-runs", type=int, default=None, help="most runs this window starts")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: cache_dir/campaign)")
@@ -56,8 +58,8 @@ def cli(config: Config, args) -> int:
 
 
 def _paths(config: Config, args, tiny: bool) -> dict:
+    from ..teacher import PAPER_WEIGHTS
     from .ingest import CHECKOUT, RESULTS_DIR
-    from .paper_teacher import PAPER_WEIGHTS
 
     work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
     if tiny:
@@ -77,7 +79,7 @@ def _window(config: Config, args) -> int:
     paths = _paths(config, args, args.tiny)
     if args.max_group < 1 or (args.max_runs is not None and args.max_runs < 1):
         raise ValueError(f"--max-group={args.max_group} / --max-runs={args.max_runs} are not allowed; allowed: >= 1")
-    options = WindowOptions(out=args.out, commit=args.commit, tiny=args.tiny,
+    options = WindowOptions(out=args.out, commit=args.commit, tiny=args.tiny, probe=args.probe,
                             max_group=2 if args.tiny else args.max_group, max_runs=args.max_runs, **paths)
     config = config.replace(ig_precision="fp32") if config.ig_precision == "auto" else config
     return run_window(config, options, Clock(args.budget_s, _STARTED))
@@ -92,8 +94,7 @@ def _tiny(config: Config) -> Config:
 def _ingest(config: Config, args) -> int:
     from ..data import load_splits
     from ..storage import read_json
-    from .ingest import ingest
-    from .results import WINDOW_FILE
+    from .ingest import WINDOW_FILE, ingest
 
     meta = read_json(args.ingest / WINDOW_FILE) if (args.ingest / WINDOW_FILE).is_file() else {}
     tiny = bool(meta.get("tiny")) or args.tiny
@@ -111,14 +112,14 @@ def _ingest(config: Config, args) -> int:
 
 
 def _prepare(args) -> int:
-    from .prepare import BUDGET_S, TIMEOUT_S, device_command, prepare
+    from .prepare import BUDGET_S, TIMEOUT_S, device_command, prepare, probe_needed
 
     ready = prepare()
     print(f"ready: {ready['bytes'] / 2**20:.1f} MiB travel (limit 64 MiB); commit {ready['commit']}")
     print("\nrun on the device (tool `run`), then ingest:")
-    print(f"  kind:      nvidia-h200 (preferred for its memory bandwidth; nvidia-h100-x1 also works)")
+    print("  kind:      nvidia-h200 (preferred for its memory bandwidth; nvidia-h100-x1 also works)")
     print(f"  timeout_s: {TIMEOUT_S}")
     print(f"  carry:     {ready['carry']}")
-    print(f"  command:   {device_command(ready['commit'], BUDGET_S)}")
+    print(f"  command:   {device_command(ready['commit'], BUDGET_S, probe=probe_needed())}")
     print("\nthen: python -m igkd_lib campaign --ingest <files_at folder of the reply>")
     return 0

@@ -8,11 +8,11 @@ prediction, with a safety margin, fits in the time left.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
+from ..timing import Stopwatch
 from ..wide import Member, train_group
 
 __all__ = ["Rate", "calibrate", "group_seconds", "SAFETY", "EVAL_COST"]
@@ -46,13 +46,13 @@ def calibrate(members: list[Member], *, teacher, maps: torch.Tensor | None, trai
         raise ValueError(f"steps={steps} is not allowed for {len(train)} training images of batch {batch}; "
                          "allowed: steps with 3 * steps * batch <= the training images")
     probe_test = test.subset(torch.arange(min(test_images, len(test))))
-    began = time.monotonic()
+    watch = Stopwatch()
     first = _timed(members, small, teacher, maps, train, probe_test, device)
     second = _timed(members, large, teacher, maps, train, probe_test, device)
     n = len(members)
     rate = n * (large - small) / (second - first) if second > first else n * large / second
     overhead = max(0.0, first - n * (small + EVAL_COST * len(probe_test)) / rate)
-    return Rate(n, rate, overhead, time.monotonic() - began)
+    return Rate(n, rate, overhead, watch.seconds)
 
 
 def _timed(members, rows: int, teacher, maps, train, test, device) -> float:
@@ -61,8 +61,6 @@ def _timed(members, rows: int, teacher, maps, train, test, device) -> float:
     probe = [Member(m.config.replace(student_epochs=1, n_train=rows, n_test=len(test)), m.method, m.seed)
              for m in members]
     probe_maps = None if maps is None else maps[:rows]
-    began = time.monotonic()
+    watch = Stopwatch(device)
     train_group(probe, teacher=teacher, maps=probe_maps, train=subset, test=test, device=device, progress=False)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.monotonic() - began
+    return watch.seconds

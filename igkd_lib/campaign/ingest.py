@@ -18,12 +18,13 @@ import shutil
 from pathlib import Path
 
 from ..storage import atomic_path, atomic_write_json, read_json, sha256_file
-from .results import RUNS_FILE, WINDOW_FILE
 
-__all__ = ["RESULTS_DIR", "CHECKOUT", "done_keys", "read_runs", "merge_rows", "ingest"]
+__all__ = ["RESULTS_DIR", "CHECKOUT", "RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "done_keys", "read_runs", "merge_rows", "merge_results", "ingest"]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = CHECKOUT / "results"
+# the files a window returns (igkd_lib.campaign.results writes them, ingest reads them)
+RUNS_FILE, WINDOW_FILE, LOG_FILE = "runs.jsonl", "window.json", "log.txt"
 _RUNS, _LOGS = "runs.csv", "logs.jsonl"
 _LEADING = ("method", "seed", "study", "variant", "final_acc", "best_acc", "epochs", "status", "run_key")
 
@@ -117,6 +118,20 @@ def _record_window(target: Path, meta: dict, partial: list[str]) -> None:
         "torch": sorted({w["torch"] for w in windows}), "date": max(w["date"] for w in windows)})
 
 
+def merge_results(runs: list[dict], meta: dict, results_dir: Path = RESULTS_DIR, partial: list[str] = ()) -> int:
+    """Merge finished ``runs`` (``{"row": ..., "log": [...]}``) into ``results_dir/<profile>/``: rows into
+    ``runs.csv`` (:func:`merge_rows`), logs into ``logs.jsonl``, ``meta`` as ``windows/<window>.json``
+    and the summed-up ``provenance.json``. Returns the number of rows added. Every writer of committed
+    results goes through here, so nothing overwrites what earlier windows or runs left."""
+    target = Path(results_dir) / meta["profile"]
+    merged, added = merge_rows(read_runs(target / _RUNS), [r["row"] for r in runs])
+    if merged:
+        _write_csv(target / _RUNS, merged)
+        _merge_logs(target / _LOGS, runs)
+    _record_window(target, meta, list(partial))
+    return added
+
+
 def ingest(folder: Path, results_dir: Path = RESULTS_DIR, teacher_weights: Path | None = None,
            resume_dir: Path | None = None, test=None) -> dict:
     """Merge one window's returned ``folder``; returns what was done (counts, teacher)."""
@@ -126,12 +141,8 @@ def ingest(folder: Path, results_dir: Path = RESULTS_DIR, teacher_weights: Path 
     meta = read_json(folder / WINDOW_FILE)
     runs = _returned_runs(folder)
     complete = [r for r in runs if r["row"]["status"] == "complete"]
-    target = Path(results_dir) / meta["profile"]
-    merged, added = merge_rows(read_runs(target / _RUNS), [r["row"] for r in complete])
-    if merged:
-        _write_csv(target / _RUNS, merged)
-        _merge_logs(target / _LOGS, complete)
-    _record_window(target, meta, [r["row"]["run_key"] for r in runs if r["row"]["status"] != "complete"])
+    partial = [r["row"]["run_key"] for r in runs if r["row"]["status"] != "complete"]
+    added = merge_results(complete, meta, Path(results_dir), partial)
     return {"window": meta["window"], "runs_added": added, "runs_returned": len(runs),
             "partial": len(runs) - len(complete), "teacher": _teacher(folder, meta, teacher_weights, resume_dir, test)}
 

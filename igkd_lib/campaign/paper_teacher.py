@@ -6,42 +6,26 @@ epoch while its budget allows; an unfinished run comes back as two checkpoint fi
 16 MiB a returned file may hold) that the next window carries and resumes. A finished teacher comes
 back as float32 weights (~9 MB) and a card; :func:`install` verifies them, re-measures their accuracy
 on the data in use (float32, CPU) and makes them the ``paper`` teacher, and the default of every
-profile where they beat the CPU teacher (:func:`preferred_weights`).
+profile where they beat the CPU teacher (:func:`igkd_lib.teacher.preferred_weights`).
 """
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import torch
 
 from ..config import Config
 from ..data import Cifar10
-from ..storage import atomic_path, atomic_torch_save, atomic_write_json, read_json, sha256_file
-from ..teacher import SHIPPED_WEIGHTS, load_shipped_teacher, recipe_from_config, ship_teacher, train_teacher
+from ..storage import atomic_path, atomic_torch_save, atomic_write_json, sha256_file
+from ..teacher import PAPER_WEIGHTS, load_shipped_teacher, recipe_from_config, ship_teacher, train_teacher
+from ..timing import Stopwatch
 from ..train import TrainResult, evaluate
 
-__all__ = ["PAPER_WEIGHTS", "RESUME_FILES", "preferred_weights", "train_in_window", "split_checkpoint",
+__all__ = ["RESUME_FILES", "train_in_window", "split_checkpoint",
            "join_checkpoint", "install", "measured_accuracy", "ship_to"]
 
-PAPER_WEIGHTS = SHIPPED_WEIGHTS.with_name("teacher_paper_mobilenetv2_cifar10.pt")
 RESUME_FILES = ("teacher_resume_model.pt", "teacher_resume_optim.pt")
-
-
-def preferred_weights(config: Config, paper: Path = PAPER_WEIGHTS, cpu: Path = SHIPPED_WEIGHTS) -> Path:
-    """The shipped weights ``config`` uses: the paper teacher on ``paper`` (when installed), and on every
-    other profile where its accuracy, measured on the same data source, beats the CPU teacher's."""
-    if not (paper.is_file() and paper.with_suffix(".json").is_file()):
-        return cpu
-    if config.profile == "paper":
-        return paper
-    try:
-        ours, theirs = read_json(paper.with_suffix(".json")), read_json(cpu.with_suffix(".json"))
-    except (OSError, ValueError):
-        return cpu
-    same_data = ours.get("data_source") == theirs.get("data_source")
-    return paper if same_data and ours.get("test_accuracy", 0) > theirs.get("test_accuracy", 0) else cpu
 
 
 def measured_accuracy(model: torch.nn.Module, test: Cifar10, batch_size: int = 1000) -> float:
@@ -63,9 +47,9 @@ def train_in_window(config: Config, train: Cifar10, test: Cifar10, device: torch
             return result if result is not None else _finished(recipe, train, test, device, checkpoint)
         if epoch_cost is not None and seconds_left() < 1.25 * epoch_cost:
             return None
-        begun = time.monotonic()
+        watch = Stopwatch()
         result = train_teacher(recipe, train, test, device, checkpoint=checkpoint, progress=progress, stop_after=1)
-        epoch_cost = time.monotonic() - begun
+        epoch_cost = watch.seconds
         row = result.log[-1]
         print(f"teacher epoch {row['epoch']}/{recipe.epochs}: loss {row['loss']:.4f} test {row['test_acc']:.2f}% "
               f"({row['images_per_s']:.0f} img/s, {epoch_cost:.1f} s with evaluation)", flush=True)

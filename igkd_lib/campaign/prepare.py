@@ -15,10 +15,10 @@ from pathlib import Path
 
 from ..data import find_offline_copy
 from ..data_packed import PACKED_NAME, WINDOW_DATA, packed_file
-from ..storage import atomic_path, sha256_file
-from .ingest import CHECKOUT
+from ..storage import atomic_path, read_json, sha256_file
+from .ingest import CHECKOUT, RESULTS_DIR
 
-__all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "TIMEOUT_S", "BUDGET_S"]
+__all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "probe_needed", "TIMEOUT_S", "BUDGET_S"]
 
 LIMIT_BYTES = 64 * 2**20
 WINDOW = Path(".window")
@@ -75,10 +75,16 @@ def prepare(root: Path = CHECKOUT) -> dict:
     return {"commit": commit + ("-dirty" if dirty else ""), "carry": list(CARRY), "bytes": size}
 
 
-def device_command(commit: str, budget_s: int = BUDGET_S) -> str:
+def probe_needed(results_dir: Path = RESULTS_DIR) -> bool:
+    """True until an ingested window holds the probe (``--probe``: kernel and trainer measurements)."""
+    return not any("probe" in read_json(path) for path in (results_dir / "paper" / "windows").glob("*.json"))
+
+
+def device_command(commit: str, budget_s: int = BUDGET_S, probe: bool = False) -> str:
     """The one shell command the device runs (in the checkout's root, with ``$OUT`` set)."""
     return ("set -o pipefail; export PYTHONUNBUFFERED=1 IGKD_OFFLINE=1 PYTHONPATH=$PWD; "
             "python3 -c 'import tqdm' 2>/dev/null || export PYTHONPATH=$PWD:$PWD/.window/site; "
             "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; "
-            f"python3 -m igkd_lib campaign --budget-s {budget_s} --out $OUT --commit {commit} 2>&1 "
+            f"python3 -m igkd_lib campaign --budget-s {budget_s} --out $OUT --commit {commit}"
+            f"{' --probe' if probe else ''} 2>&1 "
             "| tee $OUT/log.txt")

@@ -12,23 +12,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import wide
-from ..config import Config
+from .. import faults, wide
+from ..config import METHODS, Config
 from ..data import Cifar10
 from ..experiments import run_key, variant_label
 from ..maps import MAPS_FIELDS
-from ..student import METHODS, method_config
+from ..student import method_config
 
 __all__ = ["Entry", "TABLE1_SEEDS", "CONTROL_SEEDS", "CONTROLS", "LATER_STUDIES", "paper_queue", "entry_config",
            "entry_key", "TRAINER", "uses_maps", "group_signature", "maps_signature", "compatible_runs"]
 
 TRAINER = "wide"  # every campaign run goes through igkd_lib.wide.train_group
-_GROUP_FIELDS = ("student_cut", "student_epochs", "student_batch_size", "n_train", "n_test", "data_source",
-                 "subset_seed")
 TABLE1_SEEDS = tuple(range(20))
 CONTROL_SEEDS = tuple(range(10))
-# Chapter 5's controls of the overlay, each a KD + IG run with one fault switched on.
-CONTROLS = ({"shuffle_maps": True}, {"map_alignment": "official"}, {"teacher_logits": "official"})
+# Chapter 5's controls of the overlay (igkd_lib.faults.CONTROLS), each a KD + IG run with one fault switched on.
+CONTROLS = tuple(faults.CONTROLS.values())
 
 
 @dataclass(frozen=True)
@@ -66,10 +64,14 @@ def _fault_ablation() -> list[Entry]:
 
 
 def _beyond_the_paper() -> list[Entry]:
-    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.studies`."""
-    from ..studies import campaign_entries
+    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.studies`.
 
-    return campaign_entries()
+    Seed-major within each study, so a window that stops early has every variant at the first seeds.
+    """
+    from ..studies import beyond_paper_queue
+
+    return [Entry(study.study.replace(" ", "_"), method, seed, tuple(sorted(study.overrides.items())))
+            for study in beyond_paper_queue() if study.trains for seed in study.seeds for method in study.methods]
 
 
 # Later studies, each a function returning entries, appended in this order.
@@ -120,9 +122,9 @@ def compatible_runs(config: Config, pending: list) -> tuple[list, tuple | None]:
 
 
 def group_signature(config: Config, entry: Entry) -> tuple:
-    """What members of one wide group must share: the wide trainer's ``GROUP_FIELDS`` where it declares them."""
+    """What members of one wide group must share: the wide trainer's :data:`igkd_lib.wide.GROUP_FIELDS`."""
     c = method_config(entry_config(config, entry), entry.method)
-    return tuple(getattr(c, name) for name in getattr(wide, "GROUP_FIELDS", _GROUP_FIELDS))
+    return tuple(getattr(c, name) for name in wide.GROUP_FIELDS)
 
 
 def entry_key(config: Config, entry: Entry, teacher_sha: str, train: Cifar10, test: Cifar10,

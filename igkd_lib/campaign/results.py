@@ -12,11 +12,11 @@ from pathlib import Path
 
 from ..experiments import _ROW_KNOBS
 from ..storage import atomic_path, atomic_write_json
+from .ingest import LOG_FILE, RUNS_FILE, WINDOW_FILE
 from .queue import Entry, entry_config
 
 __all__ = ["WindowResults", "RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "summary_lines"]
 
-RUNS_FILE, WINDOW_FILE, LOG_FILE = "runs.jsonl", "window.json", "log.txt"
 
 
 class WindowResults:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
+from .. import wide
 from ..config import Config
 from ..data import SOURCE_LABELS, load_splits
-from ..maps import get_maps, maps_precision, model_sha256, throughput
+from ..maps import get_maps, maps_precision, throughput
 from ..provenance import device_name, resolve_device
-from ..storage import read_json
+from ..storage import model_sha256, read_json
 from ..teacher import load_shipped_teacher
-from ..train import precision_name
-from .. import wide
+from ..train import COMPILE_CHOICES, precision_name
 from .admission import Rate, calibrate, group_seconds
 from .budget import Clock
 from .ingest import done_keys
@@ -47,6 +47,7 @@ class WindowOptions:
     max_runs: int | None = None
     reserve_s: float = 15.0  # seconds kept free at the end (writing results, the summary)
     calibration_steps: int = 24
+    probe: bool = False  # measure the kernel and trainer choices first (bench pointwise, campaign, compile)
 
 
 def run_window(config: Config, options: WindowOptions, clock: Clock) -> int:
@@ -59,6 +60,9 @@ def run_window(config: Config, options: WindowOptions, clock: Clock) -> int:
     results.write_meta(data_source=SOURCE_LABELS[train.source], n_train=len(train), n_test=len(test))
     print(f"data: {SOURCE_LABELS[train.source]} ({len(train)} train / {len(test)} test), "
           f"{clock.elapsed():.1f} s", flush=True)
+    if options.probe:
+        with clock.phase("probe"):
+            results.write_meta(probe=_probe(config, options))
     with clock.phase("teacher"):
         teacher, sha = _teacher_phase(config, options, results, train, test, device, clock)
     if teacher is not None:
@@ -93,6 +97,30 @@ def _tf32() -> dict:
     """Whether float32 matrix products and convolutions may use TF32 on this CUDA device (as torch reports it)."""
     names = {"matmul": torch.backends.cuda.matmul, "cudnn": torch.backends.cudnn}
     return {name: getattr(backend, "allow_tf32", None) for name, backend in names.items()}
+
+
+# --------------------------------------------------------------------------- probe
+def _probe(config: Config, options: WindowOptions) -> dict:
+    """The measurements that choose the engine's kernels, in this window (kept in window.json): the
+    1x1 convolutions (grouped conv vs batched matmul), the trainers side by side (single per-step
+    sync, single sync-free, wide at every N) and ``train_compile`` at the best N."""
+    from ..bench import campaign as bench_campaign
+    from ..bench import pointwise
+
+    steps, sizes = (1, (1, 2)) if options.tiny else (None, None)
+    kernels = pointwise.run(config, reps=1 if options.tiny else None, sizes=sizes)
+    print("\n".join(f"probe: {line}" for line in pointwise.winner_lines(kernels)), flush=True)
+    trainers = bench_campaign.run(config, steps=steps, sizes=sizes)
+    print("\n".join(f"probe: {line}" for line in bench_campaign.ratio_lines(trainers)), flush=True)
+    best = max((row for row in trainers if row["design"].startswith("wide")),
+               key=lambda row: row["students_images_per_s"])
+    # torch.compile is measured on CUDA only (on a CPU it would spend minutes compiling)
+    choices = COMPILE_CHOICES if resolve_device(config.device).type == "cuda" else ("none",)
+    compiles = bench_campaign.compile_rows(config, best["students"], steps=steps, choices=choices)
+    for row in compiles:
+        print(f"probe: train_compile={row['train_compile']} (ran {row['ran']}), N={row['members']}: "
+              f"{row['students_images_per_s']:.0f} students·images/s in the second epoch", flush=True)
+    return {"pointwise": kernels, "trainers": trainers, "compile": compiles}
 
 
 # --------------------------------------------------------------------------- teacher
@@ -256,7 +284,7 @@ def _maps_phase(config, options, results, teacher, train, clock) -> torch.Tensor
 def _train(config, options, results, group, teacher, maps, sha, train, test, device, clock) -> None:
     fields = {"device": results.meta["device"], "device_type": device.type, "precision": results.meta["precision"],
               "trainer": TRAINER, "data_source": train.source, "profile": config.profile, "commit": options.commit,
-              "teacher_origin": "paper" if config.profile == "paper" else "campaign", "teacher_sha256": sha,
+              "teacher_origin": "paper" if config.plan("paper_teacher") else "campaign", "teacher_sha256": sha,
               "teacher_acc": results.meta["teacher"]["measured_accuracy"], "window": results.meta["window"]}
     for entry, key in group:
         results.start(entry, key, config, fields)

@@ -8,9 +8,9 @@ beside what we measured, each row labelled by device and method.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullLocator
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullLocator
 
 from ..bench.latency import PAPER, student_teacher_ratio
 from . import FONT, WIDTH

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..augment import to_float
 from . import FONT, WIDTH
 
 __all__ = ["gallery", "value_histogram", "convergence", "baseline_comparison", "alignment_fault"]
@@ -17,7 +18,7 @@ __all__ = ["gallery", "value_histogram", "convergence", "baseline_comparison", "
 
 def _pixels(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) uint8 or float [0, 1] -> (N, H, W, 3) float for imshow."""
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    x = to_float(images) if images.dtype == torch.uint8 else images.float()
     return x.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 

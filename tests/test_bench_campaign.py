@@ -1,0 +1,25 @@
+"""igkd_lib.bench.campaign: every design trains the same images and the ratios name the targets."""
+import pytest
+
+from igkd_lib.bench import campaign as bench_campaign
+from igkd_lib.config import make_config
+from igkd_lib.data import find_offline_copy
+
+pytestmark = pytest.mark.skipif(find_offline_copy() is None, reason="the offline CIFAR-10 copy is not beside the repository")
+
+
+def test_designs_side_by_side_and_ratios():
+    rows = bench_campaign.run(make_config("smoke", device="cpu"), steps=1, sizes=(1, 2))
+    assert [row["design"] for row in rows] == ["single, per-step sync", "single, sync-free", "wide N=1", "wide N=2"]
+    assert all(row["seconds"] > 0 and row["steps"] == 1 for row in rows)
+    for row in rows:  # students·images/s counts every member
+        assert row["students_images_per_s"] == pytest.approx(row["students"] * row["images_per_s"])
+    lines = bench_campaign.ratio_lines(rows)
+    assert lines[0].startswith("single sync-free / single per-step sync")
+    assert "target on CPU >= 0.9x" in lines[1] and "target on a GPU >= 5x" in lines[-1]
+
+
+def test_compile_rows_time_the_second_epoch():
+    rows = bench_campaign.compile_rows(make_config("smoke", device="cpu"), members=2, steps=1, choices=("none",))
+    assert len(rows) == 1 and rows[0]["ran"] == "none" and rows[0]["members"] == 2
+    assert rows[0]["students_images_per_s"] == pytest.approx(2 * 64 / rows[0]["second_epoch_s"])

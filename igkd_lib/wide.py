@@ -28,8 +28,15 @@ from .data import Cifar10
 from .errors import NonFiniteLossError
 from .provenance import resolve_device
 from .storage import stable_hash
-from .student import (check_maps, map_source_rows, method_config, student_draw_fn, teacher_logit_table,
-                      teacher_sees_clean, uses_maps)
+from .student import (
+    check_maps,
+    map_source_rows,
+    method_config,
+    student_draw_fn,
+    teacher_logit_table,
+    teacher_sees_clean,
+    uses_maps,
+)
 from .timing import Stopwatch
 from .train import (
     TrainResult,

@@ -4,8 +4,7 @@ import torch
 
 from igkd_lib import experiments, models
 from igkd_lib.config import STUDENT_CUTS, make_config
-from igkd_lib.studies import (SOURCE_STUDY, beyond_paper_queue, official_students, teacher_on_overlays,
-                              trained_student)
+from igkd_lib.studies import SOURCE_STUDY, beyond_paper_queue, official_students, teacher_on_overlays, trained_student
 
 
 def test_queue_order_and_that_every_entry_is_a_valid_config():

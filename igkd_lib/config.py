@@ -37,6 +37,9 @@ TEACHER_SOURCES = ("shipped", "train")
 # where the overlay maps come from (igkd_lib.map_sources); "ig" is the paper's
 MAP_SOURCES = ("ig", "ig_untrained", "ig_weak", "grad_x_input", "smoothgrad", "sobel", "constant")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
+# the overlay-source study (chapter 8, the campaign's queue); ig_weak last: it equals ig until a
+# paper-profile teacher is installed (igkd_lib.map_sources)
+SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0
@@ -194,7 +197,7 @@ _SMOKE = dict(
 # (set-up, chapter 2's 2048 IG maps, latency, the authors' files, the studies' probes, the site) takes
 # ~6.5 min, which leaves ~5 min of student training. The book trains four distinct runs on quick
 # (chapter 4's four methods at seed 0; chapters 5 and 8 and the summary pages read them from the run
-# cache, igkd_lib.studies.BOOK_SIZES keeps the Sobel-source run for `paper` and explicit sources), so
+# cache, PLANS' studies keeps the Sobel-source run for `paper` and explicit sources), so
 # four epochs each (~5.3 min; eight took ~10.5 min for chapter 4 alone): four points per learning curve.
 # Baseline seed 0 with recalibrated BatchNorm, test accuracy after epochs 1-4, measured with this profile
 # (chapter 4 under papermill): 32.6, 37.4, 42.9, 42.2 %, 4.2 times chance. An earlier eight-epoch run:
@@ -224,8 +227,11 @@ PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
 # 10% of its median on a quiet CPU; batch 256, 4 s a call on 2 cores, is left to GPUs), whether
 # torch.compile variants are built and whether the tables are saved under results/latency; the config's
 # own student_cut is always swept too.
+# studies: chapter 8's sizes: the overlay sources, teacher signals and student cuts trained (one seed on
+# smoke and quick; runs that coincide with chapter 4's are read from the run cache), probe images for
+# the agreement, test images and severities for the robustness.
 # paper_teacher: the GPU-trained paper teacher is this profile's teacher where installed.
-# commit_results: a full `python -m igkd_lib run` writes results/paper/runs.csv.
+# commit_results: a full `python -m igkd_lib run` merges its rows into results/paper/runs.csv.
 _CPU_LATENCY = dict(batch_sizes=(1, 8, 64), repeats={1: 100, 8: 20, 64: 5}, warmup={1: 5, 8: 2, 64: 1},
                     cuts=STUDENT_CUTS, variant_repeats=40, compile=True, save=True)
 PLANS: dict[str, dict] = {
@@ -234,10 +240,17 @@ PLANS: dict[str, dict] = {
                       controls=("shuffled", "official", "logits"), faults="ends"),
         latency=dict(batch_sizes=(1, 8), repeats={1: 10, 8: 5}, warmup=2, cuts=(17,), variant_repeats=10,
                      compile=False, save=False),
+        studies=dict(sources=("ig", "sobel", "constant"), signals=TEACHER_LOGITS, cuts=(5, 17), n_probe=8,
+                     n_robust=100, severities=(5,)),
         paper_teacher=False, commit_results=False),
     "quick": dict(
         ablation=dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
                       controls=(), faults="none"),
+        # quick trains no source or signal run of its own (the ig/online run is chapter 4's): one costs as much
+        # as one of chapter 4's four, which the 12-minute book cannot afford (_QUICK); -p sources '["ig","sobel"]'
+        # or -p signals '["online","online_clean"]' runs them. Its one new student is cut 17 (2 k parameters, a
+        # small fraction of a cut-5 run), trained alone and with KD + IG for the compression figure.
+        studies=dict(sources=("ig",), signals=("online",), cuts=(5, 17), n_probe=48, n_robust=200, severities=(3,)),
         latency=_CPU_LATENCY, paper_teacher=False, commit_results=False),
     "paper": dict(
         ablation=dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
@@ -245,6 +258,8 @@ PLANS: dict[str, dict] = {
                       faults="full"),
         latency=dict(batch_sizes=(1, 8, 64, 256), repeats={1: 200, 8: 100, 64: 50, 256: 30}, warmup=10,
                      cuts=STUDENT_CUTS, variant_repeats=200, compile=True, save=True),
+        studies=dict(sources=SOURCE_STUDY, signals=TEACHER_LOGITS, cuts=STUDENT_CUTS, n_probe=500, n_robust=10_000,
+                     severities=(1, 2, 3, 4, 5)),
         latency_cpu=_CPU_LATENCY, paper_teacher=True, commit_results=True),
 }
 

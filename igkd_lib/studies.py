@@ -16,41 +16,21 @@ from torch import nn
 
 from . import experiments, models
 from .augment import overlay, to_float
-from .config import METHODS, STUDENT_CUTS, Config
+from .config import METHODS, SOURCE_STUDY, STUDENT_CUTS, TEACHER_LOGITS, Config
 from .student import method_config
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["BOOK_SIZES", "source_runs", "signal_runs", "compression_runs", "latency_by_cut", "pareto_front",
+__all__ = ["source_runs", "signal_runs", "compression_runs", "latency_by_cut", "pareto_front",
            "compression_points", "teacher_overlay_correct", "study_students", "StudyEntry", "beyond_paper_queue",
            "trained_student", "official_students", "teacher_on_overlays", "SOURCE_STUDY", "TEACHER_SIGNALS",
            "COMPRESSION_METHODS"]
 
-# ig_weak last: it equals ig until a paper-profile teacher is installed (igkd_lib.map_sources)
-SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
-# the teacher's signal for KD (config.teacher_logits): the student's exact batch (Table 1's runs), the same
-# batch without the overlay, the clean images cached once, other images (the official code's fault: the
-# controls' runs); the queue adds the two that no other study trains
-TEACHER_SIGNALS = ("online", "online_clean", "cached", "official")
+# the overlay sources and teacher signals studied (their order and reasons: igkd_lib.config)
+TEACHER_SIGNALS = TEACHER_LOGITS
 _SIGNAL_METHODS = {"online_clean": ("kd_ig",), "cached": ("kd", "kd_ig")}  # online_clean without maps is online
 COMPRESSION_METHODS = ("baseline", "kd_ig")
-# the chapter's sizes per profile: overlay sources, teacher signals and student cuts trained (one seed on
-# smoke and quick; runs that coincide with chapter 4's are read from the run cache), probe images for the
-# agreement, test images and severities for the robustness
-BOOK_SIZES = {
-    "smoke": dict(sources=("ig", "sobel", "constant"), signals=TEACHER_SIGNALS, cuts=(5, 17), n_probe=8,
-                  n_robust=100, severities=(5,)),
-    # quick trains no source or signal run of its own (the ig/online run is chapter 4's): one costs as much as
-    # one of chapter 4's four, which the 12-minute book cannot afford (config._QUICK); -p sources '["ig","sobel"]'
-    # or -p signals '["online","online_clean"]' runs them. Its one new student is cut 17 (2 k parameters, a
-    # small fraction of a cut-5 run), trained alone and with KD + IG for the compression figure.
-    "quick": dict(sources=("ig",), signals=("online",), cuts=(5, 17), n_probe=48, n_robust=200, severities=(3,)),
-    "paper": dict(sources=SOURCE_STUDY, signals=TEACHER_SIGNALS, cuts=STUDENT_CUTS, n_probe=500, n_robust=10_000,
-                  severities=(1, 2, 3, 4, 5)),
-}
-
-
 @dataclass(frozen=True)
 class StudyEntry:
     """One queue entry: ``overrides`` of the paper config, trained for ``methods`` x ``seeds``."""

@@ -49,6 +49,18 @@ def _seconds(design: str, config: Config, data: tuple) -> float:
     return watch.seconds
 
 
+def _bench_data(config: Config, steps: int, epochs: int) -> tuple[Config, int, tuple]:
+    """``(config for epochs of steps batches, images, (fresh teacher, random maps, train, 200 test images))``:
+    real CIFAR-10 images, maps and teacher only for throughput."""
+    n_images = steps * config.student_batch_size
+    config = config.replace(student_epochs=epochs, n_train=max(config.n_train, n_images))
+    train, test = load_splits(config)
+    train, test = train.subset(torch.arange(n_images)), test.subset(torch.arange(min(len(test), 200)))
+    maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
+    torch.manual_seed(0)
+    return config, n_images, (models.teacher().eval(), maps, train, test)
+
+
 def run(config: Config, steps: int | None = None, sizes: tuple[int, ...] | None = None,
         singles: bool = True) -> list[dict]:
     """One row per design: students, seconds, images/s per student and students·images/s.
@@ -57,14 +69,8 @@ def run(config: Config, steps: int | None = None, sizes: tuple[int, ...] | None 
     single-run designs. Plain dicts (no pandas: the GPU window calls this).
     """
     device = resolve_device(config.device)
-    steps = steps or (40 if device.type == "cuda" else 16)
-    n_images = steps * config.student_batch_size
-    config = config.replace(student_epochs=1, n_train=max(config.n_train, n_images))
-    train, test = load_splits(config)
-    train, test = train.subset(torch.arange(n_images)), test.subset(torch.arange(min(len(test), 200)))
-    maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
-    torch.manual_seed(0)
-    data = (models.teacher().eval(), maps, train, test)
+    config, n_images, data = _bench_data(config, steps or (40 if device.type == "cuda" else 16), epochs=1)
+    steps = n_images // config.student_batch_size
     designs = (["single, per-step sync", "single, sync-free"] if singles else []) + [
         f"wide N={k}" for k in (sizes or group_sizes(device))]
     rows = []
@@ -85,14 +91,8 @@ def compile_rows(config: Config, members: int, steps: int | None = None,
     one's students·images/s (the first pays for compilation), and what ran (a failing choice falls back;
     ``cudagraph`` is plain ``compile`` off CUDA)."""
     device = resolve_device(config.device)
-    steps = steps or (40 if device.type == "cuda" else 4)
-    n_images = steps * config.student_batch_size
-    config = config.replace(student_epochs=2, n_train=max(config.n_train, n_images))
-    train, test = load_splits(config)
-    train, test = train.subset(torch.arange(n_images)), test.subset(torch.arange(min(len(test), 200)))
-    maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
-    torch.manual_seed(0)
-    teacher = models.teacher().eval()
+    config, n_images, (teacher, maps, train, test) = _bench_data(
+        config, steps or (40 if device.type == "cuda" else 4), epochs=2)
     rows = []
     for choice in choices:
         group = [Member(config.replace(train_compile=choice), "kd_ig", seed) for seed in range(members)]

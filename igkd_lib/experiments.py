@@ -206,11 +206,14 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
     ``methods`` None means all four; ``seeds`` None means the profile's. ``cached_only`` trains
     nothing and keeps only the runs already finished (for views that show results where they exist).
     """
+    return _without_logs(list(_rows(config, methods, seeds, variants, progress, cached_only)))
+
+
+def _without_logs(rows: list[dict]) -> pd.DataFrame:
+    """The run table of ``_rows``' rows, their per-epoch logs left out."""
     import pandas as pd
 
-    rows = [{k: v for k, v in row.items() if k != "log"}
-            for row in _rows(config, methods, seeds, variants, progress, cached_only)]
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{k: v for k, v in row.items() if k != "log"} for row in rows])
 
 
 def learning_curves(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
@@ -267,10 +270,11 @@ def overlay_results(config: Config, seeds=None) -> pd.DataFrame:
                     progress=False, cached_only=True)
 
 
-def _commit_results(config: Config, table: pd.DataFrame) -> None:
+def _commit_results(config: Config, table: pd.DataFrame, logs: dict | None = None) -> None:
     """In a checkout, merge the paper profile's finished runs into ``results/paper/`` for committing
     (the campaign's merge: rows already there stay, the same row twice is one row, a different row
-    under a key already there is an error; this call's provenance becomes one more window record)."""
+    under a key already there is an error; this call's provenance becomes one more window record).
+    ``logs``: each run's per-epoch log by run key (the runs just read or trained)."""
     import datetime
 
     from .campaign.ingest import RESULTS_DIR, merge_results
@@ -282,8 +286,7 @@ def _commit_results(config: Config, table: pd.DataFrame) -> None:
     meta = {**provenance(config, first["data_source"]), "window": f"run-{now:%Y%m%dT%H%M%SZ}-{first['commit']}",
             "date": now.isoformat(timespec="seconds"), "precision": str(first.get("precision", "")),
             "trainer": "single", "command": "python -m igkd_lib run"}
-    logs = {row["run_key"]: row["log"] for row in _rows(config, list(set(table["method"])), list(config.seeds),
-                                                         None, progress=False, cached_only=True)}
+    logs = logs or {}
     runs = [{"row": {**row, "status": "complete"}, "log": logs.get(row["run_key"], [])}
             for row in table.drop(columns=["cached"], errors="ignore").to_dict("records")]
     added = merge_results(runs, meta, RESULTS_DIR)
@@ -305,14 +308,15 @@ def cli(config: Config, args) -> int:
         methods, seeds = args.methods or ["kd_ig"], [args.seed]
     else:
         methods, seeds = args.methods or list(_student.METHODS), list(config.seeds)
-    table = run_grid(config, methods, seeds)
+    rows = list(_rows(config, methods, seeds, None, progress=True))
+    table = _without_logs(rows)
     columns = ["method", "seed", "final_acc", "best_epoch_acc", "epochs", "seconds", "cached"]
     print_table(table, columns)
     print_table(summarise(table), title="")
     if len(set(table["method"])) > 1:
         print_table(compare_methods(table), digits=".4g", title="")
     if args.command == "run" and config.plan("commit_results") and set(methods) == set(_student.METHODS):
-        _commit_results(config, table)
+        _commit_results(config, table, {row["run_key"]: row["log"] for row in rows})
     first = table.iloc[0]
     print(f"\nprofile={config.profile} · data={first['data_source']} · device={first['device']} · "
           f"commit={first['commit']} · teacher={first['teacher_origin']} ({first['teacher_acc']:.2f}%"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from .paths import CHECKOUT
 from .storage import atomic_write_json
 from .timing import Stopwatch
 from .train import BATCH_ENV
@@ -28,7 +29,7 @@ __all__ = ["ROOT", "ChapterRun", "BookBuild", "chapters_from_toc", "execution_or
            "chapter_overrides", "stage_and_build", "build", "time_table", "setup_seconds", "cli", "SUMMARY_PAGES",
            "STARTED_ENV"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = CHECKOUT  # the repository root the book is built from
 _SOURCES = ("_config.yml", "_toc.yml", "book")
 # Pages that summarise the chapters' runs (read from the run cache): executed after every other page.
 SUMMARY_PAGES = (Path("book/findings.ipynb"), Path("book/results_summary.ipynb"))

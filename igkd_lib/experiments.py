@@ -277,9 +277,11 @@ def _commit_results(config: Config, table: pd.DataFrame, logs: dict | None = Non
     ``logs``: each run's per-epoch log by run key (the runs just read or trained)."""
     import datetime
 
-    from .campaign.ingest import RESULTS_DIR, merge_results
+    from . import paths
+    from .campaign.ingest import merge_results
 
-    if not (RESULTS_DIR.parent / "pyproject.toml").is_file():
+    results_dir = paths.RESULTS_DIR  # read now, so that tests can point it elsewhere
+    if not (results_dir.parent / "pyproject.toml").is_file():
         return
     first = table.iloc[0]
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -289,8 +291,8 @@ def _commit_results(config: Config, table: pd.DataFrame, logs: dict | None = Non
     logs = logs or {}
     runs = [{"row": {**row, "status": "complete"}, "log": logs.get(row["run_key"], [])}
             for row in table.drop(columns=["cached"], errors="ignore").to_dict("records")]
-    added = merge_results(runs, meta, RESULTS_DIR)
-    print(f"\nmerged {added} new run(s) into {RESULTS_DIR / config.profile / 'runs.csv'} (commit it to show it "
+    added = merge_results(runs, meta, results_dir)
+    print(f"\nmerged {added} new run(s) into {results_dir / config.profile / 'runs.csv'} (commit it to show it "
           "in the book)")
 
 

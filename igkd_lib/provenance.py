@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from .config import Config
+from .paths import CHECKOUT
 
-__all__ = ["resolve_device", "device_name", "git_commit", "provenance", "provenance_line"]
+__all__ = ["resolve_device", "device_name", "git_commit", "commit_of", "CODE_PATHS", "provenance", "provenance_line"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -41,15 +42,25 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+CODE_PATHS = ("igkd_lib", "pyproject.toml")  # what makes a result: a change here makes a commit "-dirty"
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The repository's commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
-    root = Path(__file__).resolve().parent.parent
+    """The checkout's :func:`commit_of` (read once per process)."""
+    return commit_of(CHECKOUT)
+
+
+def commit_of(root: Path) -> str:
+    """The commit of the repository at ``root``, or ``unknown``; ``-dirty`` when the code that makes the
+    numbers (:data:`CODE_PATHS`: the library and its package metadata) differs from it. The notebooks
+    and results that a book build writes do not count: a chapter executed after the library was
+    committed names a clean commit."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

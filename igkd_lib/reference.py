@@ -3,8 +3,8 @@
 - :func:`reference_table`: the paper's reported accuracies (arXiv 2503.13008, Table of results)
   and the official code's 10-run means ± sd, one row each with a ``source`` column.
 - :func:`committed_results`: tidy run tables committed under ``results/<profile>/`` (with a
-  ``provenance.json`` beside them), e.g. the ``paper`` profile run on a GPU; written by
-  :func:`write_results`.
+  ``provenance.json`` beside them), e.g. the ``paper`` profile run on a GPU; written only by
+  :func:`igkd_lib.campaign.ingest.merge_results`.
 - The claims and their verdicts are in :mod:`igkd_lib.claims`.
 """
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paths
 from .stats import summarise
-from .storage import atomic_path, atomic_write_json, read_json
+from .storage import read_json
 
 __all__ = ["comparison_table", "PAPER_REPORTED", "OFFICIAL_MEANS", "PAPER_TEACHER", "PAPER_LATENCY_MS", "PAPER_DEFAULTS",
-           "SOURCE_PAPER", "SOURCE_OFFICIAL", "RESULTS_DIR", "reference_table", "committed_results",
-           "write_results"]
+           "SOURCE_PAPER", "SOURCE_OFFICIAL", "reference_table", "committed_results"]
 
 SOURCE_PAPER = "paper (reported, best run)"
 SOURCE_OFFICIAL = "official code (10-run mean ± sd, results file of 2025-03-23)"
@@ -39,7 +39,6 @@ PAPER_TEACHER = 93.91
 PAPER_LATENCY_MS = {"teacher": 140.0, "student": 13.0}
 # The paper's chosen hyper-parameters (what "default" means in the claims).
 PAPER_DEFAULTS = {"temperature": 2.5, "alpha": 0.01, "p": 0.1, "blend": 0.5}
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 _RUN_FILE = "runs.csv"
 
 
@@ -52,23 +51,12 @@ def reference_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_results(runs: pd.DataFrame, profile: str, provenance: dict, folder: Path | None = None) -> Path:
-    """Write ``runs`` as ``<folder>/<profile>/runs.csv`` and ``provenance.json`` beside it (atomic)."""
-    if runs.empty:
-        raise ValueError("runs is empty; allowed: a run table with at least one row")
-    target = Path(folder or RESULTS_DIR) / profile
-    with atomic_path(target / _RUN_FILE) as tmp:
-        runs.to_csv(tmp, index=False)
-    atomic_write_json(target / "provenance.json", provenance)
-    return target / _RUN_FILE
-
-
 def committed_results(profile: str = "paper", folder: Path | None = None) -> pd.DataFrame:
     """The run table committed for ``profile`` with a ``source`` column; empty when none is committed.
 
     ``frame.attrs["provenance"]`` holds the provenance JSON committed beside it.
     """
-    path = Path(folder or RESULTS_DIR) / profile / _RUN_FILE
+    path = Path(folder or paths.RESULTS_DIR) / profile / _RUN_FILE
     if not path.is_file():
         return pd.DataFrame(columns=["method", "seed", "final_acc", "best_epoch_acc", "source"])
     runs = pd.read_csv(path).rename(columns={"best_acc": "best_epoch_acc"})  # tables written before the rename

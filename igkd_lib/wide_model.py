@@ -5,6 +5,13 @@ Member i owns channels ``[i*C, (i+1)*C)`` of every layer: each convolution takes
 BatchNorm normalises N·C channels (per channel, so per member), the head is one batched matmul.
 The wide network computes exactly what the N students compute (up to float rounding), and
 :func:`split_states` gives back N ordinary student state dicts. Used by :mod:`igkd_lib.wide`.
+
+Two layouts run the same parameters (:data:`LAYOUTS`): ``"grouped"`` runs each layer once for all
+members (grouped kernels N times wider: the GPU's choice), ``"serial"`` runs the members' ordinary
+layers one member after another on slices of the wide tensors (the CPU's choice: a grouped layer's
+activations are N times larger and a 2-core CPU loses to the memory traffic; ``bench campaign``
+measures both). Slices are views: gradients reach the wide parameters, running statistics are
+updated in place, so the optimiser, :func:`split_states` and everything else see one network.
 """
 from __future__ import annotations
 
@@ -13,10 +20,18 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from .models import Classifier
 
-__all__ = ["WideLinear", "WideStudent", "widen", "split_states"]
+__all__ = ["LAYOUTS", "WideLinear", "WideStudent", "default_layout", "widen", "split_states"]
+
+LAYOUTS = ("grouped", "serial")
+
+
+def default_layout(device: torch.device) -> str:
+    """``"serial"`` on CPU, ``"grouped"`` elsewhere (measured: ``python -m igkd_lib bench campaign``)."""
+    return "serial" if device.type == "cpu" else "grouped"
 
 
 class WideLinear(nn.Module):
@@ -87,14 +102,16 @@ def widen(modules: Sequence[nn.Module]) -> nn.Module:
 
 
 class WideStudent(nn.Module):
-    """N students (:class:`igkd_lib.models.Classifier`) as one network.
+    """N students (:class:`igkd_lib.models.Classifier`) as one network, run in ``layout`` (:data:`LAYOUTS`).
 
     ``forward(x)``: x (B, N·3, H, W), member i's images in channels ``[3i, 3i+3)`` -> logits (N, B, classes).
     """
 
-    def __init__(self, students: Sequence[Classifier]):
+    def __init__(self, students: Sequence[Classifier], layout: str = "grouped"):
         super().__init__()
-        self.n = len(students)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r} is not allowed; allowed: {', '.join(LAYOUTS)}")
+        self.n, self.layout = len(students), layout
         self.normalise = students[0].normalise
         if any(student.normalise != self.normalise for student in students):
             raise ValueError("students with and without input normalisation cannot be widened together")
@@ -102,13 +119,53 @@ class WideStudent(nn.Module):
         self.register_buffer("std", students[0].std.repeat(1, self.n, 1, 1), persistent=False)
         self.features = widen([student.features for student in students])
         self.classifier = widen([student.classifier for student in students])
+        # serial layout: one member's ordinary layers, run on slices of the wide tensors (not a submodule:
+        # its own tensors are never used, and it stays out of parameters(), state_dict() and .to())
+        self._member = (copy.deepcopy(students[0]),) if layout == "serial" else ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalise:
             x = (x - self.mean) / self.std
+        if self.layout == "serial":
+            return self._serial(x)
         x = self.features(x)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
         return self.classifier(x.view(x.shape[0], self.n, -1)).transpose(0, 1)
+
+    def _serial(self, x: torch.Tensor) -> torch.Tensor:
+        """The members one after another: member i's layers on its slices of every wide tensor."""
+        member = self._member[0]
+        _follow_modes(self.features, member.features)
+        _follow_modes(self.classifier, member.classifier)
+        features = _member_slices(self.features, self.n)
+        heads = {name: value.unbind(0) for name, value in self.classifier.named_parameters()}
+        channels = x.shape[1] // self.n
+        logits = []
+        for i in range(self.n):
+            xi = x[:, i * channels:(i + 1) * channels].contiguous(memory_format=torch.channels_last)
+            h = functional_call(member.features, {name: pieces[i] for name, pieces in features.items()}, (xi,))
+            h = torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
+            logits.append(functional_call(member.classifier, {name: pieces[i] for name, pieces in heads.items()},
+                                          (h,)))
+        return torch.stack(logits)
+
+
+def _follow_modes(wide: nn.Module, member: nn.Module) -> None:
+    """Give ``member``'s modules the training flags and BatchNorm momenta of their wide counterparts."""
+    for wide_module, member_module in zip(wide.modules(), member.modules(), strict=True):
+        member_module.training = wide_module.training
+        if isinstance(member_module, nn.modules.batchnorm._BatchNorm):
+            member_module.momentum = wide_module.momentum
+
+
+def _member_slices(wide: nn.Module, n: int) -> dict[str, list[torch.Tensor]]:
+    """Every parameter and buffer of a member-major wide module as N views (one split per tensor, so the
+    backward pass writes each wide gradient once). A BatchNorm's batch counter is shared by the members:
+    member 0 counts on the wide one, the others on copies of it, so every member sees the same count."""
+    slices = {name: list(value.chunk(n)) for name, value in wide.named_parameters()}
+    for name, value in wide.named_buffers():
+        slices[name] = [value] + [value.clone() for _ in range(n - 1)] if value.dim() == 0 else list(value.chunk(n))
+    return slices
 
 
 def split_states(wide: WideStudent, templates: Sequence[dict]) -> list[dict]:

@@ -42,7 +42,9 @@ def test_tiny_window_then_ingest(tmp_path):
     probe = meta["probe"]  # the kernel and trainer measurements, made with the window's blocked imports
     assert [row["members"] for row in probe["pointwise"]] == [1, 2]
     assert [row["design"] for row in probe["trainers"]] == ["single, per-step sync", "single, sync-free",
-                                                            "wide N=1", "wide N=2"]
+                                                            "wide N=1 grouped", "wide N=2 grouped",
+                                                            "wide N=1 serial", "wide N=2 serial"]
+    assert meta["layout"] == "serial" and probe["compile"][0]["layout"] in ("grouped", "serial")
     assert [row["train_compile"] for row in probe["compile"]] == ["none"] and "probe: N=1:" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]

@@ -163,12 +163,10 @@ def test_runs_with_the_same_effective_config_are_shared(fake):
 
 
 def test_cli_run_on_paper_profile_writes_committable_results(fake, monkeypatch, tmp_path, capsys):
-    from igkd_lib import reference
-    from igkd_lib.campaign import ingest
+    from igkd_lib import paths, reference
 
     (tmp_path / "pyproject.toml").write_text("")
-    monkeypatch.setattr(reference, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(ingest, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     config = fake.config.replace(seeds=[0])
     paper = dataclasses.replace(config, profile="paper")  # the smoke sizes under the paper profile's name
     experiments.cli(paper, types.SimpleNamespace(command="run", methods=None, seed=0))
@@ -190,14 +188,15 @@ def test_fault_ablation_size_follows_the_profile():
 
 
 def test_paper_run_merges_into_committed_results_never_overwrites(tmp_path, monkeypatch):
+    from igkd_lib import paths
     from igkd_lib.campaign import ingest
 
     (tmp_path / "pyproject.toml").write_text("")
-    monkeypatch.setattr(ingest, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     earlier = [{"run_key": "from-a-window", "method": "kd", "seed": 0, "final_acc": 91.0, "status": "complete"}]
     ingest.merge_results([{"row": earlier[0], "log": []}], {"window": "w1", "profile": "paper", "device": "GPU",
                          "commit": "abc", "precision": "bf16", "trainer": "wide", "torch": "2.11", "date": "2026-01-01"},
-                         ingest.RESULTS_DIR)
+                         paths.RESULTS_DIR)
     config = make_config("paper", seeds=(3,))
     table = pd.DataFrame([{"run_key": "from-run", "method": "baseline", "seed": 3, "final_acc": 90.5,
                            "data_source": "offline", "commit": "def", "precision": "fp32", "cached": False}])

@@ -72,8 +72,12 @@ def _three(config):
     return [wide.Member(config, "baseline", 0), wide.Member(config, "kd", 1), wide.Member(config, "kd_ig", 2)]
 
 
+LAYOUTS = pytest.mark.parametrize("layout", ["grouped", "serial"])
+
+
 @pytest.mark.slow
-def test_group_equals_single_runs_step_by_step_float32(tmp_path):
+@LAYOUTS
+def test_group_equals_single_runs_step_by_step_float32(tmp_path, layout):
     """One step per epoch (batch = training set): each epoch's loss is that step's loss; rtol 1e-5.
 
     Float32 weights are compared in float64 below: Adam divides each gradient by its own magnitude, so
@@ -83,7 +87,7 @@ def test_group_equals_single_runs_step_by_step_float32(tmp_path):
     """
     small = _tiny(16)
     config = _config(tmp_path, student_epochs=3)
-    for got, member in zip(_group(_three(config), small), _three(config)):
+    for got, member in zip(_group(_three(config), small, layout=layout), _three(config)):
         expected = _single(member, small)
         for key in ("loss", "train_acc"):
             torch.testing.assert_close([row[key] for row in got.log], [row[key] for row in expected.log],
@@ -91,17 +95,19 @@ def test_group_equals_single_runs_step_by_step_float32(tmp_path):
 
 
 @pytest.mark.slow
-def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64):
+@LAYOUTS
+def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64, layout):
     """Float64: baseline, kd and kd_ig (seeds 0, 1, 2) after each of three steps: weights, losses, rows."""
     small = _tiny(16)
     for epochs in (1, 3):
         config = _config(tmp_path, student_epochs=epochs)
-        for got, member in zip(_group(_three(config), small), _three(config)):
+        for got, member in zip(_group(_three(config), small, layout=layout), _three(config)):
             _assert_same_run(got, _single(member, small))
 
 
 @pytest.mark.slow
-def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64):
+@LAYOUTS
+def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64, layout):
     """Three steps per epoch (the last one short), two epochs; members differ in every per-member knob
     (the teacher's signal too: online, online_clean between online members, cached)."""
     data = _tiny(40)
@@ -112,10 +118,11 @@ def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64):
                wide.Member(config.replace(teacher_logits="online_clean", blend=0.75), "kd_ig", 2),
                wide.Member(config, "kd_ig", 3),
                wide.Member(config.replace(teacher_logits="online_clean"), "kd", 1)]
-    results = _group(members, data)
+    results = _group(members, data, layout=layout)
     for got, member in zip(results, members):
         _assert_same_run(got, _single(member, data))
-    assert results[0].info == {"compile": "none", "precision": "fp32", "trainer": "wide", "group_size": 6}
+    assert results[0].info == {"compile": "none", "precision": "fp32", "trainer": "wide", "group_size": 6,
+                               "layout": layout}
 
 
 def test_split_states_load_into_ordinary_students():
@@ -132,15 +139,45 @@ def test_split_states_load_into_ordinary_students():
     assert not torch.equal(states[0]["classifier.1.weight"], states[1]["classifier.1.weight"])
 
 
-def test_wide_forward_equals_the_students_forward():
+@LAYOUTS
+def test_wide_forward_equals_the_students_forward(layout):
     students = []
     for seed in (0, 1, 2):
         torch.manual_seed(seed)
         students.append(models.student(9, normalise=True).eval())
     x = torch.rand(3, 5, 3, 32, 32)
-    out = WideStudent(students).eval()(x.transpose(0, 1).reshape(5, 9, 32, 32))
+    out = WideStudent(students, layout).eval()(x.transpose(0, 1).reshape(5, 9, 32, 32))
     expected = torch.stack([s(x[i]) for i, s in enumerate(students)])
     torch.testing.assert_close(out, expected, rtol=RTOL, atol=ATOL)
+
+
+def test_serial_layout_trains_the_wide_tensors_in_place(float64):
+    """The serial layout's slices are views: a training-mode pass updates the wide running statistics
+    (each member's own, with one shared batch count) and its gradients land on the wide parameters,
+    as the grouped layout's do; its member template is no part of the network."""
+    students = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        students.append(models.student(9))
+    x = torch.rand(4, 6, 32, 32)
+    runs = []
+    for layout in ("grouped", "serial"):
+        net = WideStudent(students, layout).train()
+        net(x).square().sum().backward()
+        runs.append(net)
+    grouped, serial = runs
+    assert [name for name, _ in serial.named_parameters()] == [name for name, _ in grouped.named_parameters()]
+    assert list(serial.state_dict()) == list(grouped.state_dict())
+    for key, value in grouped.state_dict().items():
+        torch.testing.assert_close(serial.state_dict()[key], value, rtol=RTOL, atol=ATOL, msg=key)
+    assert int(serial.features[1].conv[2].num_batches_tracked) == 1
+    for (name, p), q in zip(grouped.named_parameters(), serial.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=RTOL, atol=ATOL, msg=name)
+
+
+def test_an_unknown_layout_is_named():
+    with pytest.raises(ValueError, match="layout='rows' is not allowed; allowed: grouped, serial"):
+        WideStudent([models.student(5)], "rows")
 
 
 def test_on_epoch_and_should_stop(tmp_path, tiny):

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .. import models
 from ..config import Config
 from ..console import print_table
+from ..paths import LATENCY_DIR
 from ..provenance import device_name, provenance, resolve_device
 from ..storage import atomic_path, atomic_write_json, read_json
 from ..validators import check_int
@@ -266,7 +267,7 @@ def save_results(table: pd.DataFrame, config: Config, folder="results/latency", 
     return path
 
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "latency"
+REFERENCE_DIR = LATENCY_DIR  # the committed measurements the chapters read
 
 
 def load_results(folder: str | Path = REFERENCE_DIR, stem: str | None = None) -> dict | None:

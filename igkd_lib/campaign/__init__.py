@@ -58,8 +58,8 @@ def cli(config: Config, args) -> int:
 
 
 def _paths(config: Config, args, tiny: bool) -> dict:
+    from ..paths import CHECKOUT, RESULTS_DIR
     from ..teacher import PAPER_WEIGHTS
-    from .ingest import CHECKOUT, RESULTS_DIR
 
     work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
     if tiny:

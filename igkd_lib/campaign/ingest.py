@@ -17,12 +17,11 @@ import json
 import shutil
 from pathlib import Path
 
+from ..paths import RESULTS_DIR
 from ..storage import atomic_path, atomic_write_json, read_json, sha256_file
 
-__all__ = ["RESULTS_DIR", "CHECKOUT", "RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "done_keys", "read_runs", "merge_rows", "merge_results", "ingest"]
+__all__ = ["RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "done_keys", "read_runs", "merge_rows", "merge_results", "ingest"]
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-RESULTS_DIR = CHECKOUT / "results"
 # the files a window returns (igkd_lib.campaign.results writes them, ingest reads them)
 RUNS_FILE, WINDOW_FILE, LOG_FILE = "runs.jsonl", "window.json", "log.txt"
 _RUNS, _LOGS = "runs.csv", "logs.jsonl"

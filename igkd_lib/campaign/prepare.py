@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..data import find_offline_copy
 from ..data_packed import PACKED_NAME, WINDOW_DATA, packed_file
+from ..paths import CHECKOUT, RESULTS_DIR
+from ..provenance import commit_of
 from ..storage import atomic_path, read_json, sha256_file
-from .ingest import CHECKOUT, RESULTS_DIR
 
 __all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "probe_needed", "TIMEOUT_S", "BUDGET_S"]
 
@@ -70,9 +71,10 @@ def prepare(root: Path = CHECKOUT) -> dict:
     if size > LIMIT_BYTES:
         raise ValueError(f"{size / 2**20:.1f} MiB would travel, above the device's 64 MiB; allowed: at most 64 MiB "
                          "(remove large untracked files, or commit less)")
-    commit = _git(root, "rev-parse", "--short=12", "HEAD").strip()
-    dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no").strip())
-    return {"commit": commit + ("-dirty" if dirty else ""), "carry": list(CARRY), "bytes": size}
+    commit = commit_of(root)  # "-dirty" when the library differs from it, as in every result's provenance
+    if commit == "unknown":
+        raise ValueError(f"{root} has no readable git commit; allowed: a git checkout of this project")
+    return {"commit": commit, "carry": list(CARRY), "bytes": size}
 
 
 def probe_needed(results_dir: Path = RESULTS_DIR) -> bool:

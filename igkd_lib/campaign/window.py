@@ -21,6 +21,7 @@ from ..provenance import device_name, resolve_device
 from ..storage import model_sha256, read_json
 from ..teacher import load_shipped_teacher
 from ..train import COMPILE_CHOICES, precision_name
+from ..wide_model import default_layout
 from .admission import Rate, calibrate, group_seconds
 from .budget import Clock
 from .ingest import done_keys
@@ -89,7 +90,7 @@ def _provenance(config: Config, options: WindowOptions, device: torch.device, cl
         "tf32": _tf32() if cuda else None,
         "precision": precision_name(device), "maps_precision": maps_precision(config, device),
         "trainer": TRAINER, "trainer_module": (wide.__doc__ or "").strip().splitlines()[0],
-        "config": config.to_dict(),
+        "layout": default_layout(device), "config": config.to_dict(),
     }
 
 
@@ -116,10 +117,12 @@ def _probe(config: Config, options: WindowOptions) -> dict:
                key=lambda row: row["students_images_per_s"])
     # torch.compile is measured on CUDA only (on a CPU it would spend minutes compiling)
     choices = COMPILE_CHOICES if resolve_device(config.device).type == "cuda" else ("none",)
-    compiles = bench_campaign.compile_rows(config, best["students"], steps=steps, choices=choices)
+    compiles = bench_campaign.compile_rows(config, best["students"], steps=steps, choices=choices,
+                                           layout=best["layout"])
     for row in compiles:
         print(f"probe: train_compile={row['train_compile']} (ran {row['ran']}), N={row['members']}: "
-              f"{row['students_images_per_s']:.0f} students·images/s in the second epoch", flush=True)
+              f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
+              flush=True)
     return {"pointwise": kernels, "trainers": trainers, "compile": compiles}
 
 

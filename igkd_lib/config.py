@@ -41,6 +41,7 @@ STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 # paper-profile teacher is installed (igkd_lib.map_sources)
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
+WIDE_LAYOUTS = ("auto", "grouped", "serial")  # igkd_lib.wide_model.LAYOUTS; auto: the device's
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0
 MAX_LR = 10.0
@@ -58,7 +59,8 @@ IG_PRECISIONS = ("auto", "fp32", "bf16")
 # group covers it.
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     # where and which runs: never part of what a run computes (nor of a checkpoint's identity)
-    "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds"),
+    # (wide_layout, like num_threads, changes only the order of float roundings: not in a run's key)
+    "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds", "wide_layout"),
     "data": ("data_source", "n_train", "n_test", "subset_seed"),
     # what the trained teacher depends on (igkd_lib.teacher.recipe_from_config)
     "teacher": ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
@@ -132,6 +134,9 @@ class Config:
     # student step: eager ("none"), torch.compile, or torch.compile with CUDA-graph capture (CUDA only);
     # a failing choice falls back to eager and the run records what ran
     train_compile: str = "none"
+    # how the wide trainer runs a group (igkd_lib.wide_model): grouped kernels, the members one by one,
+    # or auto (serial on CPU, grouped elsewhere; a window's probe may choose, igkd_lib.campaign.engine)
+    wide_layout: str = "auto"
     eval_batch_size: int = 500
     bn_recalibrate: bool = False  # recompute BatchNorm statistics on clean training images before each evaluation
     # integrated gradients
@@ -347,7 +352,7 @@ def _validate(c: Config) -> None:
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
         teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS, map_source=MAP_SOURCES,
-        train_compile=TRAIN_COMPILES,
+        train_compile=TRAIN_COMPILES, wide_layout=WIDE_LAYOUTS,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

@@ -49,12 +49,12 @@ from .train import (
     precision_name,
     prepare_model,
 )
-from .wide_model import WideStudent, default_layout, split_states
+from .wide_model import WideStudent, resolve_layout, split_states
 
 __all__ = ["Member", "GROUP_FIELDS", "check_group", "member_losses", "train_group"]
 
 # Fields every member of a group must share (they shape the group's tensors, steps or optimiser).
-GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root")
+GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root", "wide_layout")
 
 
 @dataclass(frozen=True)
@@ -194,14 +194,14 @@ class _Group:
 def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: torch.Tensor | None,
                 train: Cifar10, test: Cifar10, device: torch.device | None = None, progress: bool = True,
                 on_epoch: Callable[[int, dict], None] | None = None,
-                should_stop: Callable[[], bool] | None = None, layout: str | None = None) -> list[TrainResult]:
+                should_stop: Callable[[], bool] | None = None) -> list[TrainResult]:
     """Train the members as one wide network; one TrainResult (ordinary student model + log) per member.
 
     ``maps`` (N_train, H, W) aligned with ``train`` rows (None when no member overlays); ``teacher``
     needed when a member has alpha > 0. ``on_epoch(member_index, row)`` after every epoch for every
     member; ``should_stop()`` checked between epochs (True: return at once, logs so far: partial).
-    ``layout``: how the wide network runs (:data:`igkd_lib.wide_model.LAYOUTS`; None: the device's
-    :func:`igkd_lib.wide_model.default_layout`); the numbers are the same up to float rounding.
+    The members' ``wide_layout`` says how the wide network runs (:func:`igkd_lib.wide_model.resolve_layout`);
+    the numbers are the same up to float rounding.
     A member whose epoch loss is not finite raises :class:`igkd_lib.errors.NonFiniteLossError`.
     """
     configs = check_group(members)
@@ -212,7 +212,7 @@ def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: t
         torch.manual_seed(member.seed)  # the member's initial weights, as in train_student
         students.append(models.student(c.student_cut, dropout=c.student_dropout, normalise=c.student_normalise))
     templates = [student.state_dict() for student in students]
-    layout = layout or default_layout(device)
+    layout = resolve_layout(config.wide_layout, device)
     model = prepare_model(WideStudent(students, layout), device)
     group = _Group(members, configs, teacher, maps, train, device, progress)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.student_lr, fused=device.type == "cuda")

@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from .models import Classifier
 
-__all__ = ["LAYOUTS", "WideLinear", "WideStudent", "default_layout", "widen", "split_states"]
+__all__ = ["LAYOUTS", "WideLinear", "WideStudent", "default_layout", "resolve_layout", "widen", "split_states"]
 
 LAYOUTS = ("grouped", "serial")
 
@@ -32,6 +32,15 @@ LAYOUTS = ("grouped", "serial")
 def default_layout(device: torch.device) -> str:
     """``"serial"`` on CPU, ``"grouped"`` elsewhere (measured: ``python -m igkd_lib bench campaign``)."""
     return "serial" if device.type == "cpu" else "grouped"
+
+
+def resolve_layout(choice: str, device: torch.device) -> str:
+    """The layout a config's ``wide_layout`` means on ``device`` (``"auto"``: :func:`default_layout`)."""
+    if choice == "auto":
+        return default_layout(device)
+    if choice not in LAYOUTS:
+        raise ValueError(f"wide_layout={choice!r} is not allowed; allowed: auto, {', '.join(LAYOUTS)}")
+    return choice
 
 
 class WideLinear(nn.Module):

@@ -45,6 +45,7 @@ def test_tiny_window_then_ingest(tmp_path):
                                                             "wide N=1 grouped", "wide N=2 grouped",
                                                             "wide N=1 serial", "wide N=2 serial"]
     assert meta["layout"] == "serial" and probe["compile"][0]["layout"] in ("grouped", "serial")
+    assert meta["engine"]["window"] == meta["window"] and meta["engine"]["settings"] == {}  # the CPU's defaults won
     assert [row["train_compile"] for row in probe["compile"]] == ["none"] and "probe: N=1:" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
@@ -56,6 +57,7 @@ def test_tiny_window_then_ingest(tmp_path):
     ingested = _campaign("--ingest", str(out), *common)
     assert ingested.returncode == 0, ingested.stderr[-3000:]
     assert "runs_added: 2" in ingested.stdout and (work / "teacher.pt").is_file()
+    assert json.loads((results / "smoke" / "engine.json").read_text()) == meta["engine"]  # later windows apply it
     card = json.loads((work / "teacher.json").read_text())
     assert "device_test_accuracy" in card and "float32 CPU" in card["measured_on"]
     rows = read_runs(results / "smoke" / "runs.csv")

@@ -42,8 +42,9 @@ def _single(member, tiny):
                                  train=train, test=test, progress=False)
 
 
-def _group(members, tiny, **kw):
+def _group(members, tiny, layout="auto", **kw):
     teacher, train, test, maps = tiny
+    members = [wide.Member(m.config.replace(wide_layout=layout), m.method, m.seed) for m in members]
     return wide.train_group(members, teacher=teacher, maps=maps, train=train, test=test, progress=False, **kw)
 
 
@@ -178,6 +179,8 @@ def test_serial_layout_trains_the_wide_tensors_in_place(float64):
 def test_an_unknown_layout_is_named():
     with pytest.raises(ValueError, match="layout='rows' is not allowed; allowed: grouped, serial"):
         WideStudent([models.student(5)], "rows")
+    with pytest.raises(ConfigError, match="wide_layout"):
+        make_config("smoke", wide_layout="rows")
 
 
 def test_on_epoch_and_should_stop(tmp_path, tiny):
@@ -197,6 +200,8 @@ def test_members_must_share_the_group_fields(tmp_path, tiny):
         _group([wide.Member(config, "kd", 0), wide.Member(config.replace(student_batch_size=32), "kd", 1)], tiny)
     with pytest.raises(ValueError, match="student_cut"):
         _group([wide.Member(config, "kd", 0), wide.Member(config.replace(student_cut=13), "kd", 1)], tiny)
+    with pytest.raises(ValueError, match="wide_layout"):  # one network runs in one layout
+        wide.check_group([wide.Member(config, "kd", 0), wide.Member(config.replace(wide_layout="serial"), "kd", 1)])
     with pytest.raises(ConfigError, match="student_dropout"):
         _group([wide.Member(config.replace(student_dropout=0.2), "kd", 0)], tiny)
     with pytest.raises(ValueError, match="teacher"):

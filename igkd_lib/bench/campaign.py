@@ -59,9 +59,9 @@ def _seconds(design: dict, config: Config, data: tuple) -> float:
     teacher, maps, train, test = data
     watch = Stopwatch()
     if design["layout"] is not None:
-        members = [Member(config, "kd_ig", seed) for seed in range(design["students"])]
-        train_group(members, teacher=teacher, maps=maps, train=train, test=test, progress=False,
-                    layout=design["layout"])
+        wide = config.replace(wide_layout=design["layout"])
+        members = [Member(wide, "kd_ig", seed) for seed in range(design["students"])]
+        train_group(members, teacher=teacher, maps=maps, train=train, test=test, progress=False)
     else:
         train_student(config, "kd_ig", 0, teacher=teacher, maps=maps, train=train, test=test, progress=False,
                       per_step_sync=design["design"] == SINGLES[0])
@@ -107,18 +107,18 @@ def run(config: Config, steps: int | None = None, sizes: tuple[int, ...] | None 
 
 def compile_rows(config: Config, members: int, steps: int | None = None,
                  choices: tuple[str, ...] = COMPILE_CHOICES, layout: str | None = None) -> list[dict]:
-    """The wide trainer at ``members`` (in ``layout``, None: the device's) under each ``train_compile``
+    """The wide trainer at ``members`` (in ``layout``, None: the config's) under each ``train_compile``
     choice: two epochs each, the second one's students·images/s (the first pays for compilation), and
     what ran (a failing choice falls back; ``cudagraph`` is plain ``compile`` off CUDA)."""
     device = resolve_device(config.device)
     config, n_images, (teacher, maps, train, test) = _bench_data(
         config, steps or (40 if device.type == "cuda" else 4), epochs=2)
+    config = config.replace(wide_layout=layout) if layout is not None else config
     rows = []
     for choice in choices:
         group = [Member(config.replace(train_compile=choice), "kd_ig", seed) for seed in range(members)]
         watch = Stopwatch()
-        results = train_group(group, teacher=teacher, maps=maps, train=train, test=test, progress=False,
-                              layout=layout)
+        results = train_group(group, teacher=teacher, maps=maps, train=train, test=test, progress=False)
         second = results[0].log[1]["seconds"]
         rows.append({"train_compile": choice, "ran": results[0].info["compile"], "members": members,
                      "layout": results[0].info["layout"],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..paths import RESULTS_DIR
 from ..storage import atomic_path, atomic_write_json, read_json, sha256_file
+from .engine import keep_engine
 
 __all__ = ["RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "done_keys", "read_runs", "merge_rows", "merge_results", "ingest"]
 
@@ -142,8 +143,12 @@ def ingest(folder: Path, results_dir: Path = RESULTS_DIR, teacher_weights: Path 
     complete = [r for r in runs if r["row"]["status"] == "complete"]
     partial = [r["row"]["run_key"] for r in runs if r["row"]["status"] != "complete"]
     added = merge_results(complete, meta, Path(results_dir), partial)
-    return {"window": meta["window"], "runs_added": added, "runs_returned": len(runs),
-            "partial": len(runs) - len(complete), "teacher": _teacher(folder, meta, teacher_weights, resume_dir, test)}
+    report = {"window": meta["window"], "runs_added": added, "runs_returned": len(runs),
+              "partial": len(runs) - len(complete),
+              "teacher": _teacher(folder, meta, teacher_weights, resume_dir, test)}
+    if meta.get("engine"):
+        report["engine"] = keep_engine(Path(results_dir), meta["profile"], meta["engine"])
+    return report
 
 
 def _teacher(folder: Path, meta: dict, weights: Path | None, resume_dir: Path | None, test) -> str:

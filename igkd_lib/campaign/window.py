@@ -21,9 +21,10 @@ from ..provenance import device_name, resolve_device
 from ..storage import model_sha256, read_json
 from ..teacher import load_shipped_teacher
 from ..train import COMPILE_CHOICES, precision_name
-from ..wide_model import default_layout
+from ..wide_model import resolve_layout
 from .admission import Rate, calibrate, group_seconds
 from .budget import Clock
+from .engine import choose, read_engine
 from .ingest import done_keys
 from .maps_check import bf16_agreement
 from .paper_teacher import join_checkpoint, measured_accuracy, ship_to, split_checkpoint, train_in_window
@@ -64,6 +65,7 @@ def run_window(config: Config, options: WindowOptions, clock: Clock) -> int:
     if options.probe:
         with clock.phase("probe"):
             results.write_meta(probe=_probe(config, options))
+    config = _engine(config, options, results, device)
     with clock.phase("teacher"):
         teacher, sha = _teacher_phase(config, options, results, train, test, device, clock)
     if teacher is not None:
@@ -90,7 +92,7 @@ def _provenance(config: Config, options: WindowOptions, device: torch.device, cl
         "tf32": _tf32() if cuda else None,
         "precision": precision_name(device), "maps_precision": maps_precision(config, device),
         "trainer": TRAINER, "trainer_module": (wide.__doc__ or "").strip().splitlines()[0],
-        "layout": default_layout(device), "config": config.to_dict(),
+        "config": config.to_dict(),
     }
 
 
@@ -124,6 +126,19 @@ def _probe(config: Config, options: WindowOptions) -> dict:
               f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
               flush=True)
     return {"pointwise": kernels, "trainers": trainers, "compile": compiles}
+
+
+def _engine(config: Config, options: WindowOptions, results: WindowResults, device: torch.device) -> Config:
+    """The config with the committed engine choice applied, or with this window's probe's choice when
+    none is committed yet (igkd_lib.campaign.engine); what applies is kept in window.json."""
+    engine = read_engine(options.results_dir, config.profile)
+    if engine is None and "probe" in results.meta:
+        engine = choose(results.meta["probe"], device.type, results.meta["window"])
+    if engine is not None:
+        config = config.replace(**engine["settings"])
+        print(f"engine: {engine['settings'] or 'defaults'} (window {engine['window']}'s probe)", flush=True)
+    results.write_meta(engine=engine, layout=resolve_layout(config.wide_layout, device), config=config.to_dict())
+    return config
 
 
 # --------------------------------------------------------------------------- teacher

@@ -302,6 +302,9 @@ def read_pages(site: Path, pages: list[str], screenshots: Path | None = None) ->
     with _page(READER_WIDTH, 900) as (tab, _):
         for page in pages:
             tab.goto((site / page).resolve().as_uri())
+            # index.html is a meta-refresh redirect: wait for the page it leads to (on a busy machine the
+            # check could otherwise run on the redirect page itself, which has no article)
+            tab.wait_for_selector("article.bd-article", state="attached")
             tab.wait_for_load_state("load")
             tab.wait_for_function(_MATH_TYPESET)
             tab.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")

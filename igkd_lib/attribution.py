@@ -179,7 +179,8 @@ def _target_outputs(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, ch
     """F_target(x) for each row of x (N, C, H, W) -> (N,) float32."""
     device, layout = _device_of(model), _memory_format(model)
     out = [model(x[s:s + chunk_size].to(device).contiguous(memory_format=layout)).float()
-           .gather(1, targets[s:s + chunk_size].to(device).unsqueeze(1)).squeeze(1) for s in range(0, len(x), chunk_size)]
+           .gather(1, targets[s:s + chunk_size].to(device).unsqueeze(1)).squeeze(1)
+           for s in range(0, len(x), chunk_size)]
     return torch.cat(out) if out else torch.zeros(0, device=device)
 
 

@@ -1,4 +1,5 @@
-"""The paper's claims, each with a verdict from one source of evidence: supported, contradicted, inconclusive, not tested.
+"""The paper's claims, each with a verdict from one source of evidence: supported, contradicted, inconclusive,
+not tested.
 
 A comparison is a Welch difference of means with its 95% interval, p-value and the smallest difference
 the design detects at 80% power (:func:`igkd_lib.stats.welch_difference`). Verdicts over the family of
@@ -28,8 +29,8 @@ from .reference import PAPER_DEFAULTS, PAPER_LATENCY_MS, PAPER_REPORTED, PAPER_T
 from .stats import holm, interaction, welch_difference, wilson_interval
 
 __all__ = ["VERDICTS", "SMALLEST_EFFECT", "ABSOLUTE_MARGIN", "LEVEL", "COLUMNS", "claims_table", "official_claims",
-           "size_claim", "latency_claim", "variant_overrides", "teacher_claim", "checkpoint_claim", "build_runs", "evidence", "findings", "power_by_source",
-           "cli"]
+           "size_claim", "latency_claim", "variant_overrides", "teacher_claim", "checkpoint_claim", "build_runs",
+           "evidence", "findings", "power_by_source", "cli"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
 SMALLEST_EFFECT = 0.2  # points of accuracy
@@ -238,7 +239,8 @@ def checkpoint_claim(measured: pd.DataFrame | None) -> dict:
         return _row(claim, paper, source, n="0", verdict=VERDICTS[3], evidence="not measured in this build")
     inside = (rows["canonical_ci_low"] <= rows["reported_acc"]) & (rows["reported_acc"] <= rows["canonical_ci_high"])
     gap = rows["canonical_acc"] - rows["reported_acc"]
-    text = (f"{int(inside.sum())} of {len(rows)} names inside their file's interval on {int(rows['canonical_n'].iloc[0])} "
+    text = (f"{int(inside.sum())} of {len(rows)} names inside their file's interval on "
+            f"{int(rows['canonical_n'].iloc[0])} "
             f"exact-pixel test images; measured minus named: {gap.min():+.2f} to {gap.max():+.2f} points")
     return _row(claim, paper, source, n=f"{len(rows)} files", difference=float(gap.mean()),
                 verdict=VERDICTS[0] if inside.all() else VERDICTS[1], evidence=text)
@@ -396,7 +398,8 @@ def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFr
 
 # the order of preference of sources for a claim's overall status: independent paper-scale runs first
 _PREFERENCE = ("committed paper-profile", "this build (paper", "authors' ten-run file, 2025-03-23",
-               "authors' ten-run file", "the authors' published", "this book's teacher", "chapter 6", "this build (parameter", "this build")
+               "authors' ten-run file", "the authors' published", "this book's teacher", "chapter 6",
+               "this build (parameter", "this build")
 
 
 def findings(table: pd.DataFrame) -> pd.DataFrame:
@@ -453,5 +456,6 @@ def cli(config, args) -> int:
     print(f"\nVerdicts: Holm over each source's tested comparisons; smallest effect of interest {SMALLEST_EFFECT} "
           "points; accuracies in % (chance level 10%).")
     power = power_by_source(runs, args.source)
-    print(power.to_string(index=False) if len(power) else "power: no arm has two runs, so there is no spread to plan from")
+    print(power.to_string(index=False) if len(power)
+          else "power: no arm has two runs, so there is no spread to plan from")
     return 0

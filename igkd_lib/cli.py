@@ -23,17 +23,20 @@ _COMMANDS = {
     "precompute": ("igkd_lib.maps", "precompute the teacher's IG maps of the training set (cached, resumable)"),
     "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
     "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
-    "teacher": ("igkd_lib.teacher_shipping", "train the shipped teacher (resumable; --ship writes its weights into the package)"),
+    "teacher": ("igkd_lib.teacher_shipping",
+                "train the shipped teacher (resumable; --ship writes its weights into the package)"),
     "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
     "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
     "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
-    "campaign": ("igkd_lib.campaign", "paper-scale runs on a GPU window: --prepare, --budget-s S --out DIR, --ingest DIR"),
+    "campaign": ("igkd_lib.campaign",
+                 "paper-scale runs on a GPU window: --prepare, --budget-s S --out DIR, --ingest DIR"),
 }
 _BENCHES = {
     "ig": ("igkd_lib.bench.ig", "IG engine against captum and the forward+backward floor (points/s)"),
     "train": ("igkd_lib.bench.training", "student KD+IG training throughput against the floor and the official design"),
     "latency": ("igkd_lib.bench.latency", "teacher and student latency and throughput, with deployment variants"),
-    "campaign": ("igkd_lib.bench.campaign", "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
+    "campaign": ("igkd_lib.bench.campaign",
+                 "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
     "pointwise": ("igkd_lib.bench.pointwise", "the wide student's 1x1 convolutions: grouped conv vs batched matmul"),
 }
 
@@ -63,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="cpu: progressive-resizing recipe for a 2-core CPU; paper: the profile's")
             command.add_argument("--ship", action="store_true", help="only ship the latest checkpoint's weights")
             command.add_argument("--from-shipped", action="store_true",
-                                 help="start after the stages the shipped weights finished (a machine without the training cache)")
+                                 help="start after the stages the shipped weights finished "
+                                      "(a machine without the training cache)")
         if name == "claims":
             command.add_argument("--source", choices=("official", "paper", "quick"), default="official",
                                  help="official: the authors' ten-run file (both versions); paper: results/paper/"

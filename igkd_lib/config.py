@@ -18,8 +18,8 @@ from typing import Any
 
 from .validators import require
 
-__all__ = ["Config", "ConfigError", "PROFILES", "PLANS", "make_config", "parse_override", "default_cache_dir", "METHODS",
-           "FIELD_GROUPS", "KEY_DEFAULTS_LEFT_OUT", "group_fields"]
+__all__ = ["Config", "ConfigError", "PROFILES", "PLANS", "make_config", "parse_override", "default_cache_dir",
+           "METHODS", "FIELD_GROUPS", "KEY_DEFAULTS_LEFT_OUT", "group_fields"]
 
 METHODS = ("baseline", "kd", "ig", "kd_ig")  # the four students of Table 1, in the paper's order
 
@@ -164,12 +164,14 @@ class Config:
         return make_config(self.profile, self, **overrides)
 
     def plan(self, name: str, device_type: str | None = None):
-        """The profile's ``name`` plan (:data:`PLANS`); ``device_type="cpu"`` picks its ``{name}_cpu`` where it has one."""
+        """The profile's ``name`` plan (:data:`PLANS`); ``device_type="cpu"`` picks its ``{name}_cpu`` where it
+        has one."""
         plans = PLANS[self.profile]
         if device_type == "cpu" and f"{name}_cpu" in plans:
             return plans[f"{name}_cpu"]
         if name not in plans:
-            raise ValueError(f"name={name!r} is not allowed; allowed: {', '.join(k for k in plans if not k.endswith('_cpu'))}")
+            raise ValueError(f"name={name!r} is not allowed; allowed: "
+                             f"{', '.join(k for k in plans if not k.endswith('_cpu'))}")
         return plans[name]
 
     def to_dict(self) -> dict:
@@ -324,7 +326,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return float(value.strip() if isinstance(value, str) else value)
         if hint is tuple:
             if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+                value = (json.loads(value) if value.strip().startswith("[")
+                         else [v for v in value.split(",") if v.strip()])
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 value = [value]
             if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in value):

@@ -21,7 +21,8 @@ from .data import Cifar10
 from .stats import t_interval
 from .train import predict_logits
 
-__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "exact_pixel_mask", "robustness_rows", "drop_table", "mean_drop_per_run"]
+__all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "exact_pixel_mask", "robustness_rows", "drop_table",
+           "mean_drop_per_run"]
 
 # parameter per severity 1..5
 SEVERITIES = {
@@ -102,7 +103,8 @@ def robustness_rows(models: dict, data: Cifar10, kinds=CORRUPTIONS, severities=(
     """
     exact = exact_pixel_mask(data)
     subsets = {"all": torch.ones_like(exact), "exact pixels": exact} if data.source == "offline" else {"all": exact}
-    versions = [("clean", 0, data.images)] + [(k, s, corrupt(data.images, k, s, seed)) for k in kinds for s in severities]
+    versions = [("clean", 0, data.images)] + [(k, s, corrupt(data.images, k, s, seed))
+                                               for k in kinds for s in severities]
     rows = []
     for label, (model, method, run_seed) in models.items():
         for kind, severity, images in versions:
@@ -127,9 +129,11 @@ def mean_drop_per_run(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def drop_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy drop from clean (points) per method, corruption, severity and subset: mean over seeds, 95 % t-interval."""
+    """Accuracy drop from clean (points) per method, corruption, severity and subset: mean over seeds,
+    95 % t-interval."""
     out = []
-    for (method, kind, severity, subset), group in _with_drop(rows).groupby(["method", "kind", "severity", "subset"], sort=False):
+    groups = _with_drop(rows).groupby(["method", "kind", "severity", "subset"], sort=False)
+    for (method, kind, severity, subset), group in groups:
         mean, sd, low, high = t_interval(group["drop"])
         out.append({"method": method, "kind": kind, "severity": severity, "subset": subset, "n_seeds": len(group),
                     "n_images": int(group["n"].iloc[0]), "drop": mean, "ci_low": low, "ci_high": high})

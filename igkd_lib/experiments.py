@@ -171,7 +171,8 @@ def _train(config, method, seed, key, path, teacher, info, train, test, progress
            "teacher_origin": info.origin, "teacher_acc": float(info.test_accuracy), "run_key": key}
     stored = {"key": key, "row": row, "log": [dict(r) for r in result.log]}
     if isinstance(result.model, torch.nn.Module):  # the final weights, for studies of trained students
-        atomic_torch_save(run_files(config, key)[1], {k: v.detach().cpu() for k, v in result.model.state_dict().items()})
+        atomic_torch_save(run_files(config, key)[1],
+                          {k: v.detach().cpu() for k, v in result.model.state_dict().items()})
     write_checked_json(path, stored)
     path.with_suffix(".pt").unlink(missing_ok=True)  # the checkpoint only served resuming
     return stored

@@ -25,8 +25,8 @@ from .config import Config
 from .data import Cifar10
 from .validators import check_int
 
-__all__ = ["PRECOMPUTE_SEED", "OFFICIAL_CODE", "FAULTS", "CONTROLS", "loader_order", "official_pairing", "augmented_views",
-           "official_teacher_logits", "fault_ablation_variants", "fault_label"]
+__all__ = ["PRECOMPUTE_SEED", "OFFICIAL_CODE", "FAULTS", "CONTROLS", "loader_order", "official_pairing",
+           "augmented_views", "official_teacher_logits", "fault_ablation_variants", "fault_label"]
 
 # The official tables were computed once and reused by every run: one fixed loader order and one
 # augmented view per image, whatever the run's seed.
@@ -101,7 +101,8 @@ def fault_ablation_variants(full: bool = True) -> list[dict]:
 
 
 def fault_label(overrides: dict) -> str:
-    """A short name of one :func:`fault_ablation_variants` entry: "official code", "... without <fault>", "this book"."""
+    """A short name of one :func:`fault_ablation_variants` entry: "official code", "... without <fault>",
+    "this book"."""
     if not overrides:
         return "this book"
     missing = [name for name, (fault, _) in FAULTS.items() if any(overrides.get(k) != v for k, v in fault.items())]

@@ -43,7 +43,8 @@ def untrained_teacher(device: torch.device, seed: int = 0) -> nn.Module:
 
 def sobel_maps(images: torch.Tensor) -> torch.Tensor:
     """Sobel gradient magnitude of the grey image: float (k, 3, H, W) in [0, 1] -> (k, H, W) >= 0."""
-    grey = (images * torch.tensor(_GREY, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    grey = (images * torch.tensor(_GREY, dtype=images.dtype,
+                                  device=images.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=images.dtype, device=images.device)
     kernels = torch.stack([kx, kx.T]).unsqueeze(1)  # (2, 1, 3, 3)
     g = F.conv2d(F.pad(grey, (1, 1, 1, 1), mode="replicate"), kernels)
@@ -55,7 +56,8 @@ def _weak_teacher(device: torch.device) -> nn.Module:
 
     loaded = load_shipped_teacher()
     if loaded is None:
-        raise ValueError("map_source='ig_weak' needs the shipped teacher's weights (igkd_lib/weights), which are missing")
+        raise ValueError("map_source='ig_weak' needs the shipped teacher's weights (igkd_lib/weights), "
+                         "which are missing")
     return loaded[0].to(device).eval()
 
 

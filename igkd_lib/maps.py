@@ -291,7 +291,8 @@ def cli(config: Config, args) -> int:
     print(f"maps: {len(result.maps)} images x {config.ig_steps} steps ({config.ig_method}, baseline "
           f"{config.ig_baseline}, target {config.ig_target}) {how}")
     if not result.from_cache:
-        print(f"speed: {points / max(result.seconds, 1e-9):.0f} points/s, {len(result.maps) / max(result.seconds, 1e-9):.1f} images/s")
+        print(f"speed: {points / max(result.seconds, 1e-9):.0f} points/s, "
+              f"{len(result.maps) / max(result.seconds, 1e-9):.1f} images/s")
     print(f"file: {result.path} ({result.nbytes / 1e6:.2f} MB: float16 maps + float32 scales)")
     print(f"key: {result.key}")
     return 0

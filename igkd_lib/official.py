@@ -240,7 +240,8 @@ def _measure(config: Config, full, progress: bool) -> pd.DataFrame:
 def _with_interval(row: pd.Series, prefix: str) -> str:
     if pd.isna(row.get(f"{prefix}acc")):
         return "-"
-    return f"{row[f'{prefix}acc']:.2f} [{row[f'{prefix}ci_low']:.2f}, {row[f'{prefix}ci_high']:.2f}] (n={int(row[f'{prefix}n'])})"
+    return (f"{row[f'{prefix}acc']:.2f} [{row[f'{prefix}ci_low']:.2f}, {row[f'{prefix}ci_high']:.2f}] "
+            f"(n={int(row[f'{prefix}n'])})")
 
 
 def cli(config: Config, args) -> int:

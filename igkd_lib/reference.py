@@ -18,8 +18,8 @@ from . import paths
 from .stats import summarise
 from .storage import read_json
 
-__all__ = ["comparison_table", "PAPER_REPORTED", "OFFICIAL_MEANS", "PAPER_TEACHER", "PAPER_LATENCY_MS", "PAPER_DEFAULTS",
-           "SOURCE_PAPER", "SOURCE_OFFICIAL", "reference_table", "committed_results"]
+__all__ = ["comparison_table", "PAPER_REPORTED", "OFFICIAL_MEANS", "PAPER_TEACHER", "PAPER_LATENCY_MS",
+           "PAPER_DEFAULTS", "SOURCE_PAPER", "SOURCE_OFFICIAL", "reference_table", "committed_results"]
 
 SOURCE_PAPER = "paper (reported, best run)"
 SOURCE_OFFICIAL = "official code (10-run mean ± sd, results file of 2025-03-23)"
@@ -76,7 +76,8 @@ def comparison_table(runs: pd.DataFrame, label: str, value: str = "final_acc") -
         row = {"method": method}
         if len(ours):
             o = ours.iloc[0]
-            spread = "; no spread" if math.isnan(o["sd"]) else f" ± {o['sd']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}]"
+            spread = ("; no spread" if math.isnan(o["sd"])
+                      else f" ± {o['sd']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}]")
             row[f"{label}: mean ± sd [95% CI] (n)"] = f"{o['mean']:.2f}{spread} (n={o['n']})"
             row[f"{label}: best of n"] = f"{o['best_of_n']:.2f}"
         row[SOURCE_PAPER] = f"{PAPER_REPORTED[method]:.2f}" if method in PAPER_REPORTED else ""

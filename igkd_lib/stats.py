@@ -48,7 +48,8 @@ def _check_columns(df: pd.DataFrame, columns) -> None:
 
 
 def summarise(df: pd.DataFrame, by=("method",), value: str = "final_acc") -> pd.DataFrame:
-    """One row per group: n, mean, sd, ci_low, ci_high (95%, t), best_of_n (the paper's way: best of the n runs), note."""
+    """One row per group: n, mean, sd, ci_low, ci_high (95%, t), best_of_n (the paper's way: best of the n runs),
+    note."""
     by = [by] if isinstance(by, str) else list(by)
     _check_columns(df, [*by, value])
     rows = []

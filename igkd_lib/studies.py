@@ -99,7 +99,8 @@ def official_students(config: Config) -> dict[str, tuple[nn.Module, float]]:
     for checkpoint in checkpoints():
         if checkpoint.loads and checkpoint.training_set == "full":
             try:
-                out[f"official {checkpoint.method}"] = (load_student(checkpoint, config.cache_dir), checkpoint.reported_acc)
+                out[f"official {checkpoint.method}"] = (load_student(checkpoint, config.cache_dir),
+                                                        checkpoint.reported_acc)
             except OfficialUnavailable:
                 return {}
     return out
@@ -145,7 +146,8 @@ def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: 
         logits = _overlaid_logits(teacher, images_uint8, maps, blend, seed)
         probs = logits.softmax(1)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1)
-        rows.append({"blend": float(blend), "n": len(labels), "accuracy": float((logits.argmax(1) == labels).float().mean() * 100),
+        rows.append({"blend": float(blend), "n": len(labels),
+                     "accuracy": float((logits.argmax(1) == labels).float().mean() * 100),
                      "entropy": float(entropy.mean()), "entropy_max": float(np.log(logits.shape[1]))})
     import pandas as pd  # not at the top: the GPU window imports this module's queue without pandas
 

@@ -27,8 +27,8 @@ STUDIES = ("1. overlay source", "2. teacher signal", "3. attribution agreement",
 _AGREEMENT_EFFECT = 0.02  # Spearman rho or IoU: smaller gains are below what the probe sets resolve
 _NOT_IN_PAPER = "not tested by the paper"
 _SOURCE_LABELS = {"ig_untrained": "an untrained teacher's IG", "ig_weak": "a weaker teacher's IG",
-                  "grad_x_input": "gradient x input", "smoothgrad": "SmoothGrad", "sobel": "a Sobel edge map (no teacher)",
-                  "constant": "a constant map (contrast reduction)"}
+                  "grad_x_input": "gradient x input", "smoothgrad": "SmoothGrad",
+                  "sobel": "a Sobel edge map (no teacher)", "constant": "a constant map (contrast reduction)"}
 _SIGNAL_LABELS = {"online_clean": "the same batch without the overlay", "cached": "clean images cached once",
                   "official": "other images (the official code's fault)"}
 

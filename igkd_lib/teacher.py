@@ -223,7 +223,8 @@ def load_shipped_teacher(weights: Path = SHIPPED_WEIGHTS) -> tuple[nn.Module, di
 
 def preferred_weights(config: Config, paper: Path = PAPER_WEIGHTS, cpu: Path = SHIPPED_WEIGHTS) -> Path:
     """The shipped weights ``config`` uses: the paper teacher where the profile's plan says so (``paper``; when
-    installed), and on every other profile where its accuracy, measured on the same data source, beats the CPU teacher's."""
+    installed), and on every other profile where its accuracy, measured on the same data source, beats the CPU
+    teacher's."""
     if not (paper.is_file() and paper.with_suffix(".json").is_file()):
         return cpu
     if config.plan("paper_teacher"):
@@ -240,7 +241,8 @@ def get_teacher(config: Config, progress: bool = True) -> tuple[nn.Module, Teach
     """The teacher the profile uses, on the profile's device, in eval mode, with its provenance."""
     device = resolve_device(config.device)
     if config.teacher_source == "shipped":
-        weights = preferred_weights(config, cpu=SHIPPED_WEIGHTS)  # the GPU-trained paper teacher where installed, better
+        # the GPU-trained paper teacher where installed, better
+        weights = preferred_weights(config, cpu=SHIPPED_WEIGHTS)
         shipped = load_shipped_teacher(weights)
         if shipped is None:
             raise WeightsError(f"the shipped teacher {weights} is absent; restore it, or train one on "

@@ -119,7 +119,8 @@ def adopt_shipped_stages(stages: tuple, cache_dir: str | Path, n_train: int,
     path, first_epoch = None, 0
     for index, recipe in enumerate(stages[:len(card_stages)]):
         rows = [row for row in card["log"] if row["stage"] == index + 1]
-        log = [{**{k: v for k, v in row.items() if k not in ("stage", "image_size")}, "epoch": row["epoch"] - first_epoch}
+        log = [{**{k: v for k, v in row.items() if k not in ("stage", "image_size")},
+                "epoch": row["epoch"] - first_epoch}
                for row in rows]
         first_epoch += len(rows)
         last = index == len(card_stages) - 1

@@ -4,10 +4,11 @@ Each member is one single run of :func:`igkd_lib.student.train_student` (its own
 shuffle, crops, flips, overlay draws, method and knobs); :class:`igkd_lib.wide_model.WideStudent`
 holds them side by side, one Adam updates all (Adam is element-wise: N Adams), the loss is the sum of
 the members' losses (so each member's gradient is its own), the teacher's forward for the online-KD
-members runs once over all their batches (overlaid, or without the overlay for "online_clean"), and evaluation is one batched pass. On CPU in float32 the
-members' numbers equal the single runs' up to float rounding (tests/test_wide.py). On CUDA: bf16
-autocast, channels-last, TF32 and non-deterministic kernels, no host synchronisation inside an epoch
-(randomness drawn ahead and uploaded once, sums read once per epoch).
+members runs once over all their batches (overlaid, or without the overlay for "online_clean"), and
+evaluation is one batched pass. On CPU in float32 the members' numbers equal the single runs' up to
+float rounding (tests/test_wide.py). On CUDA: bf16 autocast, channels-last, TF32 and non-deterministic
+kernels, no host synchronisation inside an epoch (randomness drawn ahead and uploaded once, sums read
+once per epoch).
 """
 from __future__ import annotations
 

@@ -139,7 +139,8 @@ def test_tensor_baseline_equals_named_one(batch):
     teacher = smooth_model()
     x, y = batch[0][:1], batch[1][:1]
     named = integrated_gradients(teacher, x, y, n_steps=3, baseline="mean").attributions
-    tensor = integrated_gradients(teacher, x, y, n_steps=3, baseline=resolve_baseline("mean", x).expand_as(x)).attributions
+    tensor = integrated_gradients(teacher, x, y, n_steps=3,
+                                  baseline=resolve_baseline("mean", x).expand_as(x)).attributions
     assert torch.allclose(named, tensor)
 
 

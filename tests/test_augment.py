@@ -23,7 +23,8 @@ def test_full_overlay_equals_the_normalised_map():
     images, maps = _batch()
     out = augment.overlay(images, maps, p=1.0, blend=1.0, exponent_low=1.0, exponent_high=1.0, generator=_gen())
     flat = maps.flatten(1)
-    expected = (flat - flat.min(1, keepdim=True).values) / (flat.max(1, keepdim=True).values - flat.min(1, keepdim=True).values)
+    expected = ((flat - flat.min(1, keepdim=True).values)
+                / (flat.max(1, keepdim=True).values - flat.min(1, keepdim=True).values))
     expected = expected.view(-1, 1, 8, 8).expand(-1, 3, -1, -1)
     torch.testing.assert_close(out, expected)
     assert float(out.amin()) == 0.0 and float(out.amax()) == 1.0
@@ -103,7 +104,8 @@ def test_aligned_map_follows_crop_and_flip():
     maps[:, 5:9, 3:11] = 0.0  # ... and the map's zeros at the same place
     config = make_config("smoke", crop_padding=4, flip=True, p=1.0, blend=1.0, exponent_high=1.0)
     x = augment.student_batch(images, maps, config, _gen())
-    reference = augment.random_crop_flip_with_maps(augment.to_float(images), maps.unsqueeze(1), padding=4, generator=_gen())
+    reference = augment.random_crop_flip_with_maps(augment.to_float(images), maps.unsqueeze(1), padding=4,
+                                                   generator=_gen())
     assert torch.equal(x[:, :1] == 0, augment.normalise_maps(reference[1]) == 0)
     assert torch.equal(reference[0] == 0, augment.normalise_maps(reference[1]).expand(-1, 3, -1, -1) == 0)
 

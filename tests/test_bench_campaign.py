@@ -6,7 +6,8 @@ from igkd_lib.bench import campaign as bench_campaign
 from igkd_lib.config import make_config
 from igkd_lib.data import find_offline_copy
 
-pytestmark = pytest.mark.skipif(find_offline_copy() is None, reason="the offline CIFAR-10 copy is not beside the repository")
+pytestmark = pytest.mark.skipif(find_offline_copy() is None,
+                                reason="the offline CIFAR-10 copy is not beside the repository")
 
 
 def test_designs_side_by_side_and_ratios():

@@ -123,7 +123,8 @@ def test_the_kernels_of_a_book_run_are_batch_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
     monkeypatch.delenv(BATCH_ENV, raising=False)
     _tiny_notebook(tmp_path / "notebooks" / "00_tiny.ipynb")
-    book.execute_chapters("smoke", tmp_path / "out", chapters=["notebooks/00_tiny.ipynb"], progress=False, root=tmp_path)
+    book.execute_chapters("smoke", tmp_path / "out", chapters=["notebooks/00_tiny.ipynb"], progress=False,
+                          root=tmp_path)
     assert seen == [("1", False)] and BATCH_ENV not in os.environ  # set for the kernel, restored after
     monkeypatch.setenv(BATCH_ENV, "0")
     monkeypatch.setitem(sys.modules, "ipykernel", object())
@@ -131,7 +132,8 @@ def test_the_kernels_of_a_book_run_are_batch_runs(tmp_path, monkeypatch):
     assert interactive()  # "0" is not a batch run: a live kernel shows bars
 
 
-PAGES = [Path(f + ".ipynb") for f in book._toc_files(TOC) if (ROOT / (f + ".ipynb")).exists() or f.startswith("notebooks/")]
+PAGES = [Path(f + ".ipynb") for f in book._toc_files(TOC)
+         if (ROOT / (f + ".ipynb")).exists() or f.startswith("notebooks/")]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
@@ -253,7 +255,8 @@ _READER_CHECK = r"""() => {
       const r = el.getBoundingClientRect();
       if (r.width === 0) continue;
       if (!inScroller(el, block) && (r.right > column.right + 1 || r.left < column.left - 1))
-        problems.push('wider than the column (' + Math.round(r.width) + ' px > ' + Math.round(column.width) + ' px): ' + name(el));
+        problems.push('wider than the column (' + Math.round(r.width) + ' px > ' + Math.round(column.width) +
+                      ' px): ' + name(el));
       if (scrolls(el) && el.scrollWidth > el.clientWidth + 1 && !tableScroller(el))
         problems.push('clipped (' + el.scrollWidth + ' px in ' + el.clientWidth + ' px): ' + name(el));
     }
@@ -262,14 +265,18 @@ _READER_CHECK = r"""() => {
   for (const img of images) {
     const r = img.getBoundingClientRect();
     if (r.width < 0.6 * column.width)
-      problems.push('figure ' + Math.round(r.width) + ' px wide, under 60 % of the ' + Math.round(column.width) + ' px column: ' + img.getAttribute('src'));
+      problems.push('figure ' + Math.round(r.width) + ' px wide, under 60 % of the ' + Math.round(column.width) +
+                    ' px column: ' + img.getAttribute('src'));
     const alt = (img.getAttribute('alt') || '').trim();
-    if (alt.length < 10 || /\.(png|jpe?g|svg)$/i.test(alt)) problems.push('figure without alt text: ' + img.getAttribute('src'));
+    if (alt.length < 10 || /\.(png|jpe?g|svg)$/i.test(alt))
+      problems.push('figure without alt text: ' + img.getAttribute('src'));
     const figure = img.closest('figure');
     const caption = figure && figure.querySelector('figcaption');
-    if (!caption || caption.innerText.trim().length < 10) problems.push('figure without a caption: ' + img.getAttribute('src'));
+    if (!caption || caption.innerText.trim().length < 10)
+      problems.push('figure without a caption: ' + img.getAttribute('src'));
     const number = caption && caption.querySelector('.caption-number');
-    if (!number || !/^Figure \d+/.test(number.innerText.trim())) problems.push('figure without a number: ' + img.getAttribute('src'));
+    if (!number || !/^Figure \d+/.test(number.innerText.trim()))
+      problems.push('figure without a number: ' + img.getAttribute('src'));
   }
   for (const table of article.querySelectorAll('.cell_output table[id^="tbl-"]')) {  // igkd_lib.notebook.table_note
     const number = table.querySelector('caption .caption-number');
@@ -279,7 +286,8 @@ _READER_CHECK = r"""() => {
   for (const el of article.querySelectorAll('.cell_output .stderr, .cell_output .output.traceback'))
     if (visible(el)) problems.push('stderr/traceback output: ' + name(el));
   for (const cell of article.querySelectorAll('.cell'))
-    if (visible(cell) && /NBVAL|papermill|injected-parameters/i.test(cell.innerText)) problems.push('plumbing text visible: ' + name(cell));
+    if (visible(cell) && /NBVAL|papermill|injected-parameters/i.test(cell.innerText))
+      problems.push('plumbing text visible: ' + name(cell));
   if (/np\.float(32|64)\(/.test(article.innerText)) problems.push('a numpy scalar repr (np.float64(...)) is shown');
   return {problems: problems, column: column.width, images: images.length};
 }"""
@@ -311,7 +319,8 @@ def read_pages(site: Path, pages: list[str], screenshots: Path | None = None) ->
             reports[page] = tab.evaluate(_READER_CHECK)
             if screenshots is not None:
                 screenshots.mkdir(parents=True, exist_ok=True)
-                tab.screenshot(path=str(screenshots / (page.replace("/", "__").replace(".html", ".png"))), full_page=True)
+                tab.screenshot(path=str(screenshots / (page.replace("/", "__").replace(".html", ".png"))),
+                               full_page=True)
     return reports
 
 
@@ -322,7 +331,8 @@ HTML_PAGES = ["index.html"] + [f + ".html" for f in book._toc_files(TOC)]
 @pytest.mark.browser
 def test_every_page_reads_well_at_1280px(site):
     """Issue 15: nothing wider than the column, figures >= 60 % of it with a numbered caption and alt text,
-    numbered tables, no stderr, no plumbing. Full-page screenshots are kept in the build output (``_build/screenshots``)."""
+    numbered tables, no stderr, no plumbing. Full-page screenshots are kept in the build output
+    (``_build/screenshots``)."""
     from test_views_browser import _require_browser
 
     _require_browser()

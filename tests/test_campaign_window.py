@@ -31,8 +31,8 @@ def _campaign(*args: str) -> subprocess.CompletedProcess:
 def test_tiny_window_then_ingest(tmp_path):
     out, work, results = tmp_path / "out", tmp_path / "work", tmp_path / "results"
     common = ["--work", str(work), "--results", str(results)]
-    run = _campaign("--tiny", "--probe", "--budget-s", "1800", "--max-runs", "2", "--out", str(out), "--commit", "abc123",
-                    *common)
+    run = _campaign("--tiny", "--probe", "--budget-s", "1800", "--max-runs", "2", "--out", str(out),
+                    "--commit", "abc123", *common)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.rstrip().splitlines()[-1].startswith("budget (s)")  # the summary is printed last
     assert "runs finished" in run.stdout and "students·images/s" in run.stdout

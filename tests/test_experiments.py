@@ -50,7 +50,8 @@ def fake(monkeypatch, tmp_path):
 def test_run_one_row_and_cache(fake):
     row = experiments.run_one(fake.config, "kd_ig", 1, progress=False)
     assert row["cached"] is False and len(fake.calls) == 1
-    assert row["final_acc"] == row["log"][-1]["test_acc"] and row["best_epoch_acc"] == max(r["test_acc"] for r in row["log"])
+    assert (row["final_acc"] == row["log"][-1]["test_acc"]
+            and row["best_epoch_acc"] == max(r["test_acc"] for r in row["log"]))
     for name in ("method", "seed", "epochs", "seconds", "device", "data_source", "profile", "commit", "p", "blend",
                  "temperature", "alpha", "map_alignment", "shuffle_maps", "teacher_origin", "teacher_acc"):
         assert name in row, name
@@ -194,8 +195,9 @@ def test_paper_run_merges_into_committed_results_never_overwrites(tmp_path, monk
     (tmp_path / "pyproject.toml").write_text("")
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     earlier = [{"run_key": "from-a-window", "method": "kd", "seed": 0, "final_acc": 91.0, "status": "complete"}]
-    ingest.merge_results([{"row": earlier[0], "log": []}], {"window": "w1", "profile": "paper", "device": "GPU",
-                         "commit": "abc", "precision": "bf16", "trainer": "wide", "torch": "2.11", "date": "2026-01-01"},
+    ingest.merge_results([{"row": earlier[0], "log": []}],
+                         {"window": "w1", "profile": "paper", "device": "GPU", "commit": "abc", "precision": "bf16",
+                          "trainer": "wide", "torch": "2.11", "date": "2026-01-01"},
                          paths.RESULTS_DIR)
     config = make_config("paper", seeds=(3,))
     table = pd.DataFrame([{"run_key": "from-run", "method": "baseline", "seed": 3, "final_acc": 90.5,

@@ -118,7 +118,8 @@ def test_tiny_values_survive_storage(config, train):
     result = get_maps(config, teacher, train, progress=False)
     alone = reduce_map(integrated_gradients(teacher, train.images[:1].float() / 255, train.labels[:1],
                                             n_steps=4).attributions)[0]
-    assert float(alone.max()) < 1e-8 and torch.allclose(result.maps[0], alone, rtol=2e-3, atol=1e-4 * float(alone.max()))
+    assert float(alone.max()) < 1e-8 and torch.allclose(result.maps[0], alone, rtol=2e-3,
+                                                        atol=1e-4 * float(alone.max()))
 
 
 def test_official_pairing_gives_other_images_maps():

@@ -21,7 +21,8 @@ def _runs(centres: dict, seeds: int, sd: float = 0.2, p_values=()) -> pd.DataFra
                  for s in range(seeds)]
     for p, centre in p_values:
         rows += [dict(method="kd_ig", seed=s, final_acc=centre + rng.normal(0, sd), alpha=0.01, p=p, temperature=2.5,
-                      blend=0.5, map_alignment="aligned", shuffle_maps=False, run_key=f"p{p}-{s}") for s in range(seeds)]
+                      blend=0.5, map_alignment="aligned", shuffle_maps=False, run_key=f"p{p}-{s}")
+                 for s in range(seeds)]
     return pd.DataFrame(rows)
 
 

@@ -152,7 +152,8 @@ def test_teacher_logit_table_is_none_online_and_for_baseline(tmp_path, tiny):
     config = _config(tmp_path)
     device = torch.device("cpu")
     assert student.teacher_logit_table(config, teacher, train, device) is None
-    assert student.teacher_logit_table(config.replace(alpha=0.0, teacher_logits="cached"), teacher, train, device) is None
+    assert student.teacher_logit_table(config.replace(alpha=0.0, teacher_logits="cached"), teacher, train,
+                                       device) is None
     table = student.teacher_logit_table(config.replace(teacher_logits="cached"), teacher, train, device)
     torch.testing.assert_close(table, teacher(train.images.float() / 255))
 

@@ -28,7 +28,8 @@ def test_sources_supported_contradicted_and_one_run_inconclusive():
     rng = np.random.default_rng(0)
     runs = _runs("map_source", {"ig": 80 + rng.normal(0, 0.1, 6), "sobel": 70 + rng.normal(0, 0.1, 6),
                                 "constant": 90 + rng.normal(0, 0.1, 6)})
-    table = study_claims.study_table("test", sources=runs, signals=_runs("teacher_logits", {"online": [50], "online_clean": [49]}))
+    table = study_claims.study_table("test", sources=runs,
+                                     signals=_runs("teacher_logits", {"online": [50], "online_clean": [49]}))
     assert _verdict(table, "Sobel")["verdict"] == "supported"
     assert _verdict(table, "constant map")["verdict"] == "contradicted"
     assert _verdict(table, "untrained")["verdict"] == "not tested"
@@ -48,7 +49,8 @@ def test_robustness_direction_and_compression_interaction():
     per_run = pd.DataFrame([{"method": m, "seed": s, "subset": "all", "drop": d + 0.01 * s}
                             for m, d in (("kd_ig", 2.0), ("baseline", 6.0)) for s in range(4)])
     runs = pd.DataFrame([{"method": m, "student_cut": c, "seed": s, "final_acc": base + gain * (m == "kd_ig") + 0.1 * s}
-                         for c, base, gain in ((5, 80, 1.0), (15, 50, 5.0)) for m in ("baseline", "kd_ig") for s in range(4)])
+                         for c, base, gain in ((5, 80, 1.0), (15, 50, 5.0)) for m in ("baseline", "kd_ig")
+                         for s in range(4)])
     table = study_claims.study_table("t", robustness=per_run, compression=runs)
     assert _verdict(table, "lose less accuracy")["verdict"] == "supported"  # smaller drop: the question's direction
     grows = _verdict(table, "grows as the student shrinks")
@@ -71,7 +73,8 @@ def test_save_load_and_findings_rows(tmp_path):
 def test_committed_table_reads_the_queue_studies_beside_table_1():
     rows = [{"study": "table1", "variant": "default", "method": m, "seed": s, "final_acc": acc + s}
             for m, acc in (("baseline", 90.0), ("kd_ig", 92.0)) for s in range(3)]
-    rows += [{"study": "overlay_source", "variant": "map_source=sobel", "method": "kd_ig", "seed": s, "final_acc": 80.0 + s}
+    rows += [{"study": "overlay_source", "variant": "map_source=sobel", "method": "kd_ig", "seed": s,
+              "final_acc": 80.0 + s}
              for s in range(3)]
     rows += [{"study": "compression", "variant": "student_cut=17", "method": m, "seed": s, "final_acc": acc + s}
              for m, acc in (("baseline", 40.0), ("kd_ig", 41.0)) for s in range(3)]

@@ -59,7 +59,8 @@ def test_shipped_teacher_card_if_present():
     # The 90% target is the issue's; a shipped teacher short of it says so wherever it is described.
     _, info = get_teacher(make_config("smoke"), progress=False)
     assert info.origin == "shipped" and info.sha256 == card["sha256"]
-    assert ("below the 90% target" in info.describe()) == (card["test_accuracy"] < teacher_module.SHIPPED_TARGET == 90.0)
+    assert (("below the 90% target" in info.describe())
+            == (card["test_accuracy"] < teacher_module.SHIPPED_TARGET == 90.0))
 
 
 def test_stages_continue_from_the_previous_stage_and_ship_one_joined_log(tiny_data, tmp_path):
@@ -108,10 +109,12 @@ def test_a_finished_shipped_stage_is_adopted_so_the_next_stage_starts_from_its_w
     state = torch.load(stage_checkpoint(cache, stages, 1), map_location="cpu", weights_only=False)
     assert state["meta"]["init_sha256"] == model_sha256(first.model)  # stage 2 began at the shipped weights
     card = ship_stages(stages, cache, weights=weights)
-    assert card["status"] == "complete" and [r["test_acc"] for r in card["log"][:2]] == [r["test_acc"] for r in first.log]
+    assert (card["status"] == "complete"
+            and [r["test_acc"] for r in card["log"][:2]] == [r["test_acc"] for r in first.log])
     third = dataclasses.replace(second, seed=2)  # a stage added after those shipped, on another fresh machine
     fresh = tmp_path / "fresh"
-    assert adopt_shipped_stages((*stages, third), fresh, len(train), weights=weights) == stage_checkpoint(fresh, (*stages, third), 1)
+    assert (adopt_shipped_stages((*stages, third), fresh, len(train), weights=weights)
+            == stage_checkpoint(fresh, (*stages, third), 1))
     shipped_model, _ = load_shipped_teacher(weights)
     train_stages((*stages, third), train, test, torch.device("cpu"), fresh, progress=False)
     state = torch.load(stage_checkpoint(fresh, (*stages, third), 2), map_location="cpu", weights_only=False)

@@ -29,7 +29,8 @@ def test_html_is_self_contained():
     assert text.count("<canvas") == 16 and text.count('type="range"') == 2
     for name in ("p", "w"):  # every slider has a label, a visible value and the paper's mark
         element = f"{views.overlay_explorer(images, maps).element_id}-{name}"
-        assert f'<label for="{element}"' in text and f'id="{element}-value"' in text and f'list="{element}-marks"' in text
+        assert (f'<label for="{element}"' in text and f'id="{element}-value"' in text
+                and f'list="{element}-marks"' in text)
 
 
 def test_ids_are_deterministic_and_follow_the_content():

@@ -85,7 +85,8 @@ _PIXELS = """(root) => Array.from(root.querySelectorAll('canvas')).map(c => {
 
 def _pixels(root, height: int, width: int) -> np.ndarray:
     """uint8 (N, 3, H, W): what every canvas of the view shows now."""
-    rgba = [np.frombuffer(base64.b64decode(b), dtype=np.uint8).reshape(height, width, 4) for b in root.evaluate(_PIXELS)]
+    rgba = [np.frombuffer(base64.b64decode(b), dtype=np.uint8).reshape(height, width, 4)
+            for b in root.evaluate(_PIXELS)]
     return np.stack([a[..., :3].transpose(2, 0, 1) for a in rgba])
 
 

@@ -75,7 +75,8 @@ _DEFAULTS = {"cpu": (16, (16, 32, 64, 128, 256), (100, 400)),
 
 def run(config: Config, n_images: int | None = None, n_steps: int = 50, chunk_sizes: tuple | None = None,
         captum_internal: tuple | None = None, repeats: int = 1, seed: int = 0, warmup: bool = True) -> pd.DataFrame:
-    """One row per (variant, batch): ``points``, ``seconds``, ``points_per_s``; attrs ``max_rel_diff``, ``chosen_chunk``.
+    """One row per (variant, batch): ``points``, ``seconds``, ``points_per_s``; attrs ``max_rel_diff``,
+    ``chosen_chunk``.
 
     Pixels are random (speed does not depend on them). Batch is points per forward except for
     captum-as-official, which is 8 images per ``attribute`` call (8 x n_steps points). ``None``:
@@ -128,7 +129,8 @@ def ratios(table: pd.DataFrame) -> dict:
     best = table.groupby("variant")["points_per_s"].max()
     captum_best = max(best["captum internal_batch_size"], best["captum as official (batch 8)"])
     engine, floor = best["this engine"], best["floor (forward + input grad)"]
-    return {"engine / floor": engine / floor, "engine / captum as official": engine / best["captum as official (batch 8)"],
+    return {"engine / floor": engine / floor,
+            "engine / captum as official": engine / best["captum as official (batch 8)"],
             "engine / captum best": engine / captum_best}
 
 
@@ -141,7 +143,8 @@ def cli(config: Config, args) -> int:
     print_table(table)
     print(f"max |engine - captum| / max |captum| = {meta['max_rel_diff']:.2e}")
     choice = chunk_choice(table)
-    print(f"chosen chunk {choice['chosen_chunk']} ({meta['chunk_source']}): {choice['chosen_points_per_s']:.0f} points/s; "
+    print(f"chosen chunk {choice['chosen_chunk']} ({meta['chunk_source']}): "
+          f"{choice['chosen_points_per_s']:.0f} points/s; "
           f"best of the sweep: chunk {choice['best_chunk']}, {choice['best_points_per_s']:.0f} points/s "
           f"(chosen / best = {choice['chosen / best']:.2f})")
     for name, value in ratios(table).items():

@@ -260,7 +260,8 @@ def save_results(table: pd.DataFrame, config: Config, folder="results/latency", 
     path = Path(folder) / f"{stem}.csv"
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-    meta = {**provenance(config), "threads": sorted({int(t) for t in table.threads.dropna()}) if "threads" in table else None,
+    meta = {**provenance(config),
+            "threads": sorted({int(t) for t in table.threads.dropna()}) if "threads" in table else None,
             "device": sorted(set(table.device.dropna())) if "device" in table else provenance(config)["device"],
             "written": _dt.datetime.now().isoformat(timespec="seconds"), **(extra or {})}
     atomic_write_json(path.with_suffix(".json"), meta)

@@ -71,7 +71,8 @@ def _fold_sequential(sequence: nn.Sequential) -> None:
 
 @torch.no_grad()
 def _fold_pair(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
-    """``bn(conv(x)) = conv'(x)`` with ``w' = w * s`` and ``b' = (b - mean) * s + beta``, ``s = gamma / sqrt(var + eps)``."""
+    """``bn(conv(x)) = conv'(x)`` with ``w' = w * s`` and ``b' = (b - mean) * s + beta``,
+    ``s = gamma / sqrt(var + eps)``."""
     weight = conv.weight.double()  # (C_out, C_in / groups, k, k)
     gamma = norm.weight.double() if norm.affine else torch.ones_like(norm.running_var, dtype=torch.float64)
     beta = norm.bias.double() if norm.affine else torch.zeros_like(gamma)

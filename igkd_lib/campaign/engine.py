@@ -59,6 +59,7 @@ def keep_engine(results_dir: Path, profile: str, engine: dict) -> str:
     kept = read_engine(results_dir, profile)
     if kept is not None:
         same = kept["settings"] == engine["settings"]
-        return f"kept the engine of window {kept['window']}" + ("" if same else f" (this one chose {engine['settings']})")
+        return (f"kept the engine of window {kept['window']}"
+                + ("" if same else f" (this one chose {engine['settings']})"))
     atomic_write_json(_path(results_dir, profile), engine)
     return f"engine {engine['settings'] or 'defaults'} from window {engine['window']}"

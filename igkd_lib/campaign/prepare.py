@@ -19,7 +19,8 @@ from ..paths import CHECKOUT, RESULTS_DIR
 from ..provenance import commit_of
 from ..storage import atomic_path, read_json, sha256_file
 
-__all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "probe_needed", "TIMEOUT_S", "BUDGET_S"]
+__all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "probe_needed", "TIMEOUT_S",
+           "BUDGET_S"]
 
 LIMIT_BYTES = 64 * 2**20
 WINDOW = Path(".window")

@@ -81,7 +81,8 @@ def robustness_plot(drops: pd.DataFrame, subset: str = "all") -> plt.Figure:
     return fig
 
 
-def pareto_plot(points: pd.DataFrame, cost: str = "latency_ms", cost_label: str = "latency at batch 1 (ms)") -> plt.Figure:
+def pareto_plot(points: pd.DataFrame, cost: str = "latency_ms",
+                cost_label: str = "latency at batch 1 (ms)") -> plt.Figure:
     """Accuracy against ``cost``, one line per method over the student cuts (mean ± 95 % CI where n >= 2),
     each point labelled with its cut; the points on the Pareto front (:func:`igkd_lib.studies.pareto_front`,
     column ``front``) ringed and joined by a dashed step line.

@@ -19,7 +19,8 @@ from ..stats import METHOD_ORDER, summarise
 from ..teacher import SHIPPED_TARGET
 from . import FONT, WIDTH
 
-__all__ = ["teacher_training_plot", "accuracy_plot", "learning_curves_plot", "soft_targets_plot", "grid_heatmap", "knob_plot"]
+__all__ = ["teacher_training_plot", "accuracy_plot", "learning_curves_plot", "soft_targets_plot", "grid_heatmap",
+           "knob_plot"]
 
 MIN_SPAN = 10.0  # percentage points: the least an accuracy axis spans
 _LABELS = {"baseline": "student alone", "kd": "KD", "ig": "IG overlay", "kd_ig": "KD + IG"}
@@ -156,8 +157,8 @@ def learning_curves_plot(curves: pd.DataFrame, value: str = "test_acc", title: s
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if epochs < 3:  # say so, rather than let two points pass for a curve
-        ax.text(0.99, 0.02, f"{epochs} epoch{'s' if epochs > 1 else ''} per run: not a curve yet", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=FONT, color="0.3")
+        ax.text(0.99, 0.02, f"{epochs} epoch{'s' if epochs > 1 else ''} per run: not a curve yet",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=FONT, color="0.3")
     ax.set_ylabel(value.replace("_", " ") + (" (%)" if value.endswith("acc") else ""))
     if value.endswith("acc"):
         _span_at_least(ax, curves[value])

@@ -18,8 +18,9 @@ from scipy import stats as _scipy_stats
 
 from .config import METHODS
 
-__all__ = ["summarise", "welch", "compare_methods", "t_interval", "METHOD_ORDER", "wilson_interval",
-           "welch_difference", "interaction", "holm", "seeds_needed", "power_table", "detectable_difference"]
+__all__ = ["summarise", "welch", "method_pairs", "compare_methods", "t_interval", "METHOD_ORDER", "wilson_interval",
+           "welch_difference", "difference_table", "interaction", "holm", "seeds_needed", "power_table",
+           "detectable_difference"]
 
 METHOD_ORDER = METHODS  # tables and figures list the methods in the paper's order
 _ONE_RUN = "n=1: no spread, no interval"
@@ -94,13 +95,18 @@ def welch(df: pd.DataFrame, a: str, b: str, value: str = "final_acc", by: str = 
     return result
 
 
+def method_pairs(df: pd.DataFrame, references=("baseline", "kd")) -> list[tuple[str, str]]:
+    """``(method, reference)`` for every method present against each reference present, in the paper's order."""
+    _check_columns(df, ["method"])
+    present = [m for m in METHOD_ORDER if m in set(df["method"])] + \
+              [m for m in dict.fromkeys(df["method"]) if m not in METHOD_ORDER]
+    return [(method, ref) for ref in references if ref in present for method in present if method != ref]
+
+
 def compare_methods(df: pd.DataFrame, value: str = "final_acc", references=("baseline", "kd")) -> pd.DataFrame:
     """Welch t-tests of every method against each reference method present (baseline, KD)."""
     _check_columns(df, ["method", value])
-    present = [m for m in METHOD_ORDER if m in set(df["method"])] + \
-              [m for m in dict.fromkeys(df["method"]) if m not in METHOD_ORDER]
-    rows = [welch(df, method, ref, value) for ref in references if ref in present
-            for method in present if method != ref]
+    rows = [welch(df, method, ref, value) for method, ref in method_pairs(df, references)]
     columns = ["a", "b", "n_a", "n_b", "mean_a", "mean_b", "difference", "t", "p", "note"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -147,6 +153,26 @@ def welch_difference(a, b, confidence: float = 0.95, power: float = 0.8) -> dict
         return out
     parts = [xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)]
     return {**out, **_t_summary(out["difference"], parts, [len(xa) - 1, len(xb) - 1], confidence, power)}
+
+
+def difference_table(cases, names: tuple[str, str], label: str, decimals: int = 2) -> pd.DataFrame:
+    """One row per ``(name, a values, b values)`` case: the means, mean(a) - mean(b) with Welch's 95 %
+    interval (column "<a> − <b> [95% CI]"), and p (:func:`welch_difference`), as text with ``decimals``
+    decimals (2 suit accuracies in %, 3 correlations), for reading.
+
+    ``names``: the two arms' column titles; ``label``: the title of the cases' column.
+    """
+    def number(value: float, sign: str = "") -> str:
+        return "-" if math.isnan(value) else f"{value:{sign}.{decimals}f}"
+
+    rows = []
+    for name, a, b in cases:
+        d = welch_difference(a, b)
+        interval = "" if math.isnan(d["ci_low"]) else f" [{number(d['ci_low'], '+')}, {number(d['ci_high'], '+')}]"
+        rows.append({label: name, "n": f"{d['n_a']} vs {d['n_b']}", names[0]: number(d["mean_a"]),
+                     names[1]: number(d["mean_b"]), f"{names[0]} − {names[1]} [95% CI]": number(d["difference"], "+")
+                     + interval, "p": "-" if math.isnan(d["p"]) else f"{d['p']:.3f}", "note": d["note"]})
+    return pd.DataFrame(rows)
 
 
 def _t_summary(estimate: float, parts: list, dofs: list, confidence: float, power: float) -> dict:

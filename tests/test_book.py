@@ -281,6 +281,12 @@ _READER_CHECK = r"""() => {
   for (const table of article.querySelectorAll('.cell_output table[id^="tbl-"]')) {  // igkd_lib.notebook.table_note
     const number = table.querySelector('caption .caption-number');
     if (!number || !/^Table \d+/.test(number.innerText.trim())) problems.push('table without a number: ' + table.id);
+    const box = table.parentElement.getBoundingClientRect();  // the caption scrolls with its table: at rest,
+    for (const part of table.querySelectorAll('caption span')) {  // it must be readable within the column
+      const r = part.getBoundingClientRect();
+      if (r.width > 0 && (r.right > Math.min(box.right, column.right) + 1 || r.left < column.left - 1))
+        problems.push('table caption cut off at the column: ' + table.id);
+    }
   }
   if (/```\{table\}|:name: tbl-/.test(article.innerText)) problems.push('a numbered table shown as its MyST source');
   for (const el of article.querySelectorAll('.cell_output .stderr, .cell_output .output.traceback'))

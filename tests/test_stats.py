@@ -118,3 +118,16 @@ def test_holm_and_seeds_needed():
     assert list(table["runs per arm"]) == sorted(table["runs per arm"], reverse=True)
     with pytest.raises(ValueError, match="delta"):
         stats.seeds_needed(0.3, 0.0)
+
+
+def test_difference_table_reads_as_text_with_its_interval():
+    table = stats.difference_table([("iou", [0.50, 0.52, 0.54], [0.40, 0.41, 0.45]), ("one run", [0.5], [0.4])],
+                                   ("KD + IG", "student"), "measure", decimals=3)
+    assert list(table.columns) == ["measure", "n", "KD + IG", "student", "KD + IG − student [95% CI]", "p", "note"]
+    first, second = table.to_dict("records")
+    expected = stats.welch_difference([0.50, 0.52, 0.54], [0.40, 0.41, 0.45])
+    assert first["n"] == "3 vs 3" and first["KD + IG"] == "0.520" and first["student"] == "0.420"
+    assert first["KD + IG − student [95% CI]"] == f"+0.100 [{expected['ci_low']:+.3f}, {expected['ci_high']:+.3f}]"
+    assert first["p"] == f"{expected['p']:.3f}" and first["note"] == ""
+    assert second["KD + IG − student [95% CI]"] == "+0.100" and second["p"] == "-" and "no interval" in second["note"]
+    assert stats.difference_table([("x", [91.434], [])], ("a", "b"), "case").loc[0, "b"] == "-"

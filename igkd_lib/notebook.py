@@ -8,6 +8,7 @@ source, device, commit) that stands beside every result of the chapter.
 """
 from __future__ import annotations
 
+import html as _html
 import json
 from collections.abc import Mapping
 
@@ -118,15 +119,21 @@ def table_note(table, title: str, name: str, text: str | None = None) -> None:
 
     One output, two forms: HTML (what Jupyter and Colab show) and a MyST ``{table}`` directive with the
     label ``name`` (what the book shows, numbered; the cell's metadata ``mystnb.markdown_format`` must be
-    ``"myst"`` and ``_config.yml`` ranks Markdown above HTML).
+    ``"myst"`` and ``_config.yml`` ranks Markdown above HTML). An empty table (e.g. a comparison with
+    nothing to compare at a small profile) shows as one sentence instead, without a number.
     """
     from IPython.display import display
 
     for label, value in (("title", title), ("name", name)):
         if not isinstance(value, str) or not value.strip() or "\n" in value:
             raise ValueError(f"{label}={value!r} is not allowed; allowed: a one-line, non-empty string")
-    directive = f"```{{table}} {title}\n:name: {name}\n\n{pipe_table(table)}\n```"
-    display({"text/html": table.to_html(), "text/markdown": directive, "text/plain": table.to_string()}, raw=True)
+    if table.empty:  # no rows (or no columns): a sentence, since a table directive needs a table
+        line = f"{title}: nothing to show in this build (no rows)."
+        display({"text/html": f"<p><em>{_html.escape(line)}</em></p>", "text/markdown": f"*{line}*",
+                 "text/plain": line}, raw=True)
+    else:
+        directive = f"```{{table}} {title}\n:name: {name}\n\n{pipe_table(table)}\n```"
+        display({"text/html": table.to_html(), "text/markdown": directive, "text/plain": table.to_string()}, raw=True)
     if text:
         print(text, flush=True)
 

@@ -172,7 +172,8 @@ def difference_table(cases, names: tuple[str, str], label: str, decimals: int = 
         rows.append({label: name, "n": f"{d['n_a']} vs {d['n_b']}", names[0]: number(d["mean_a"]),
                      names[1]: number(d["mean_b"]), f"{names[0]} − {names[1]} [95% CI]": number(d["difference"], "+")
                      + interval, "p": "-" if math.isnan(d["p"]) else f"{d['p']:.3f}", "note": d["note"]})
-    return pd.DataFrame(rows)
+    columns = [label, "n", *names, f"{names[0]} − {names[1]} [95% CI]", "p", "note"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _t_summary(estimate: float, parts: list, dofs: list, confidence: float, power: float) -> dict:

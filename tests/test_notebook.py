@@ -36,6 +36,24 @@ def test_table_note_shows_html_and_a_numbered_myst_table_then_the_line(capsys, m
     assert capsys.readouterr().out == "profile=quick · commit=abc\n"
 
 
+def test_an_empty_table_note_is_a_sentence_not_a_broken_table(capsys, monkeypatch):
+    """A MyST table directive needs a table: an empty one (quick's chapter 8 compares no overlay sources)
+    broke the Jupyter Book build."""
+    import pandas as pd
+
+    from igkd_lib import stats
+    from igkd_lib.notebook import table_note
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
+    for empty in (pd.DataFrame(), stats.difference_table([], ("a", "b"), "case")):
+        table_note(empty, "Sources against IG", "tbl-x", "profile=quick")
+    for bundle, _ in shown:
+        assert "{table}" not in bundle["text/markdown"] and "|" not in bundle["text/markdown"]
+        assert bundle["text/plain"] == "Sources against IG: nothing to show in this build (no rows)."
+    assert capsys.readouterr().out == "profile=quick\nprofile=quick\n"
+
+
 def test_table_note_refuses_a_caption_the_directive_cannot_hold():
     import pandas as pd
     import pytest

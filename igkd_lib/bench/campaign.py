@@ -137,7 +137,8 @@ def ratio_lines(rows: list[dict]) -> list[str]:
     lines = [f"single sync-free / single per-step sync = {single / old:.2f}x"]
     for row in rows:
         if row["layout"] is not None:
-            target = "  (target on CPU >= 0.9x: the layout used on CPU)" if row["layout"] == used == "serial" else ""
+            on_cpu = row["device_type"] == "cpu" and row["layout"] == used
+            target = "  (target on CPU >= 0.9x: the layout used on CPU)" if on_cpu else ""
             lines.append(f"{row['design']} / single sync-free = {speed[row['design']] / single:.2f}x{target}")
     best = max((row["design"] for row in rows if row["layout"] is not None), key=speed.get)
     lines.append(f"best wide ({best}) / single per-step sync = {speed[best] / old:.2f}x  (target on a GPU >= 5x)")

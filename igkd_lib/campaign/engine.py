@@ -36,7 +36,7 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
     ran = {row["train_compile"]: row["students_images_per_s"] for row in probe["compile"]
            if row["ran"] == row["train_compile"]}  # a choice that fell back measured eager, not itself
     eager = ran.get("none")
-    if eager is not None and ran:
+    if eager is not None:
         fastest = max(ran, key=ran.get)
         basis.append(", ".join(f"train_compile={name}: {value:.0f}" for name, value in ran.items()))
         if fastest != "none" and ran[fastest] >= COMPILE_MARGIN * eager:

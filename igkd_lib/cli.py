@@ -13,21 +13,23 @@ import argparse
 import importlib
 import sys
 
-from .config import METHODS, PROFILES, make_config, parse_override
+from igkd_lib.config import METHODS, PROFILES, make_config, parse_override
 
 __all__ = ["main", "build_parser"]
 
 # subcommand -> (module with a ``cli(config, args)`` function, help)
 _COMMANDS = {
-    "info": ("igkd_lib.info", "models, parameter counts, MACs, data source, device and profile"),
-    "precompute": ("igkd_lib.maps", "precompute the teacher's IG maps of the training set (cached, resumable)"),
-    "train": ("igkd_lib.experiments", "train one student (--method, --seed)"),
-    "run": ("igkd_lib.experiments", "run methods x seeds of a profile and print the results table"),
-    "teacher": ("igkd_lib.teacher_shipping",
+    "info": ("igkd_lib.book.info", "models, parameter counts, MACs, data source, device and profile"),
+    "precompute": ("igkd_lib.attribution.maps",
+                   "precompute the teacher's IG maps of the training set (cached, resumable)"),
+    "train": ("igkd_lib.campaign.local_runs", "train one student (--method, --seed)"),
+    "run": ("igkd_lib.campaign.local_runs", "run methods x seeds of a profile and print the results table"),
+    "teacher": ("igkd_lib.training.teacher_shipping",
                 "train the shipped teacher (resumable; --ship writes its weights into the package)"),
-    "official": ("igkd_lib.official", "the authors' published students: accuracy in the name vs measured here"),
-    "claims": ("igkd_lib.claims", "the paper's claims with verdicts: --source official | paper | quick"),
-    "book": ("igkd_lib.book", "execute the chapters with papermill and build the Jupyter Book"),
+    "official": ("igkd_lib.evidence.official",
+                 "the authors' published students: accuracy in the name vs measured here"),
+    "claims": ("igkd_lib.evidence.claims", "the paper's claims with verdicts: --source official | paper | quick"),
+    "book": ("igkd_lib.book.build", "execute the chapters with papermill and build the Jupyter Book"),
     "campaign": ("igkd_lib.campaign",
                  "paper-scale runs on a GPU window: --prepare, --budget-s S --out DIR, --ingest DIR"),
 }
@@ -46,7 +48,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field by name; repeatable")
     parser.add_argument("--preset", choices=("official",), default=None,
-                        help="official: replay the official code as a whole (igkd_lib.faults.OFFICIAL_CODE); "
+                        help="official: replay the official code as a whole (igkd_lib.training.faults.OFFICIAL_CODE); "
                              "--set overrides still apply on top")
 
 
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
         if name == "campaign":
-            from .campaign import add_arguments
+            from igkd_lib.campaign import add_arguments
 
             add_arguments(command)
             command.set_defaults(profile="paper")
@@ -88,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_failures() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "this run could not be done" (exit 1), as opposed to a bug (traceback)."""
-    from .data import DataUnavailable
-    from .errors import NonFiniteLossError, WeightsError
+    from igkd_lib.data.cifar10 import DataUnavailable
+    from igkd_lib.errors import NonFiniteLossError, WeightsError
 
     return DataUnavailable, WeightsError, NonFiniteLossError, OSError
 
@@ -100,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
         if getattr(args, "preset", None) == "official":
-            from .faults import OFFICIAL_CODE
+            from igkd_lib.training.faults import OFFICIAL_CODE
 
             overrides = {**OFFICIAL_CODE, **overrides}
         config = make_config(args.profile, **overrides)
-        from .notebook import prepare_runtime
+        from igkd_lib.book.notebook import prepare_runtime
 
         prepare_runtime(config)
         module_name = _BENCHES[args.bench][0] if args.command == "bench" else _COMMANDS[args.command][0]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .validators import require
+from igkd_lib.validators import require
 
 __all__ = ["Config", "ConfigError", "PROFILES", "PLANS", "make_config", "parse_override", "default_cache_dir",
            "METHODS", "FIELD_GROUPS", "KEY_DEFAULTS_LEFT_OUT", "group_fields"]
@@ -30,18 +30,19 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DATA_SOURCES = ("auto", "torchvision", "offline")
 MAP_ALIGNMENTS = ("aligned", "official")
 # online: the teacher sees the student's exact batch (overlay included); online_clean: the same crops and
-# flips without the overlay; cached: the clean images once; official: the official code's fault (igkd_lib.faults)
+# flips without the overlay; cached: the clean images once; official: the official code's fault
+# (igkd_lib.training.faults)
 TEACHER_LOGITS = ("online", "online_clean", "cached", "official")
 MAP_VIEWS = ("clean", "augmented")  # augmented: maps of randomly cropped and flipped views (the official maps)
 TEACHER_SOURCES = ("shipped", "train")
-# where the overlay maps come from (igkd_lib.map_sources); "ig" is the paper's
+# where the overlay maps come from (igkd_lib.attribution.sources); "ig" is the paper's
 MAP_SOURCES = ("ig", "ig_untrained", "ig_weak", "grad_x_input", "smoothgrad", "sobel", "constant")
 STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 # the overlay-source study (chapter 8, the campaign's queue); ig_weak last: it equals ig until a
-# paper-profile teacher is installed (igkd_lib.map_sources)
+# paper-profile teacher is installed (igkd_lib.attribution.sources)
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
-WIDE_LAYOUTS = ("auto", "grouped", "serial")  # igkd_lib.wide_model.LAYOUTS; auto: the device's
+WIDE_LAYOUTS = ("auto", "grouped", "serial")  # igkd_lib.training.wide_model.LAYOUTS; auto: the device's
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0
 MAX_LR = 10.0
@@ -52,9 +53,10 @@ IG_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 # What each cached artifact and each stage depends on, declared once: the run key
-# (igkd_lib.experiments.run_key), the maps key (igkd_lib.maps.maps_key), the in-process memos of the
-# teacher and maps, the wide trainer's groups (igkd_lib.wide.GROUP_FIELDS) and a checkpoint's identity
-# (igkd_lib.student) are derived from these groups. Every field of Config is in at least one group
+# (igkd_lib.evidence.experiments.run_key), the maps key (igkd_lib.attribution.maps.maps_key), the in-process memos
+# of the
+# teacher and maps, the wide trainer's groups (igkd_lib.training.wide.GROUP_FIELDS) and a checkpoint's identity
+# (igkd_lib.training.student) are derived from these groups. Every field of Config is in at least one group
 # (tests/test_config.py checks it): a new field goes where it belongs, and every key that covers that
 # group covers it.
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
@@ -62,19 +64,19 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     # (wide_layout, like num_threads, changes only the order of float roundings: not in a run's key)
     "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds", "wide_layout"),
     "data": ("data_source", "n_train", "n_test", "subset_seed"),
-    # what the trained teacher depends on (igkd_lib.teacher.recipe_from_config)
+    # what the trained teacher depends on (igkd_lib.training.teacher.recipe_from_config)
     "teacher": ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
                 "teacher_warmup", "crop_padding", "subset_seed"),
     # what the maps depend on besides the teacher, the data and their arithmetic
     "maps": ("ig_steps", "ig_method", "ig_baseline", "ig_target", "map_views", "map_source"),
     # how the maps are computed: ig_chunk changes only the speed (bit-identical maps, tested); ig_precision
-    # enters the keys as its resolved value (igkd_lib.maps.maps_precision)
+    # enters the keys as its resolved value (igkd_lib.attribution.maps.maps_precision)
     "maps_arithmetic": ("ig_chunk", "ig_precision"),
     "student": ("student_cut", "student_epochs", "student_batch_size", "student_lr", "student_dropout",
                 "student_normalise", "crop_padding", "flip", "train_compile", "bn_recalibrate"),
     # the evaluation's batch: speed only, but the members of one wide group evaluate together
     "evaluation": ("eval_batch_size",),
-    "method": ("alpha", "p"),  # which of the method's parts are on (igkd_lib.student.method_config)
+    "method": ("alpha", "p"),  # which of the method's parts are on (igkd_lib.training.student.method_config)
     "kd": ("temperature", "teacher_logits"),
     "overlay": ("blend", "exponent_low", "exponent_high", "map_alignment", "shuffle_maps"),
 }
@@ -134,7 +136,7 @@ class Config:
     # student step: eager ("none"), torch.compile, or torch.compile with CUDA-graph capture (CUDA only);
     # a failing choice falls back to eager and the run records what ran
     train_compile: str = "none"
-    # how the wide trainer runs a group (igkd_lib.wide_model): grouped kernels, the members one by one,
+    # how the wide trainer runs a group (igkd_lib.training.wide_model): grouped kernels, the members one by one,
     # or auto (serial on CPU, grouped elsewhere; a window's probe may choose, igkd_lib.campaign.engine)
     wide_layout: str = "auto"
     eval_batch_size: int = 500
@@ -144,7 +146,7 @@ class Config:
     ig_method: str = "gausslegendre"
     ig_baseline: str = "black"
     ig_target: str = "label"
-    ig_chunk: int = 0  # interpolation points per forward/backward; 0: the device's (igkd_lib.attribution.AUTO_CHUNK)
+    ig_chunk: int = 0  # interpolation points per forward/backward; 0: the device's (igkd_lib.attribution.ig.AUTO_CHUNK)
     ig_precision: str = "auto"  # the maps' arithmetic: auto = bf16 autocast on CUDA, fp32 elsewhere
     # distillation and overlay
     temperature: float = 2.5
@@ -155,7 +157,7 @@ class Config:
     exponent_high: float = 2.0
     map_alignment: str = "aligned"
     map_views: str = "clean"
-    map_source: str = "ig"  # the overlay maps: the teacher's IG (paper) or a control (igkd_lib.map_sources)
+    map_source: str = "ig"  # the overlay maps: the teacher's IG (paper) or a control (igkd_lib.attribution.sources)
     shuffle_maps: bool = False
     teacher_logits: str = "online"
 
@@ -190,7 +192,7 @@ class Config:
 
 
 # smoke and quick recompute BatchNorm's running statistics before each evaluation (bn_recalibrate):
-# in runs of a few hundred steps the running averages lag the weights (igkd_lib.batchnorm); the
+# in runs of a few hundred steps the running averages lag the weights (igkd_lib.training.batchnorm); the
 # paper did not, so `paper` leaves it off. ig_chunk is left to the device (0) on every profile.
 _SMOKE = dict(
     n_train=256, n_test=200, seeds=(0,), teacher_epochs=1, teacher_batch_size=64,

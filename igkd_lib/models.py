@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 
-from .validators import check_int, check_number
+from igkd_lib.validators import check_int, check_number
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "Classifier", "teacher", "student", "count_parameters", "count_macs",
            "STUDENT_PARAMETERS"]

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CHECKOUT", "RESULTS_DIR", "LATENCY_DIR"]
+__all__ = ["PACKAGE", "CHECKOUT", "RESULTS_DIR", "LATENCY_DIR"]
 
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root (igkd_lib's parent)
+PACKAGE = Path(__file__).resolve().parent  # igkd_lib/ itself: its weights/ and tables/ live here
+CHECKOUT = PACKAGE.parent  # the repository root (igkd_lib's parent)
 RESULTS_DIR = CHECKOUT / "results"  # committed results: results/<profile>/runs.csv, results/latency/
 LATENCY_DIR = RESULTS_DIR / "latency"

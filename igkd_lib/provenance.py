@@ -11,11 +11,18 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
-from .paths import CHECKOUT
+from igkd_lib.config import Config
+from igkd_lib.paths import CHECKOUT
 
-__all__ = ["resolve_device", "device_name", "git_commit", "commit_of", "CODE_PATHS", "provenance", "provenance_line"]
+__all__ = ["resolve_device", "device_name", "git_commit", "commit_of", "CODE_PATHS", "provenance", "provenance_line",
+           "SOURCE_LABELS"]
 
+
+# the label every result carries for each data source (igkd_lib.data.cifar10 loads them)
+SOURCE_LABELS = {
+    "torchvision": "CIFAR-10 (canonical pixels, torchvision)",
+    "offline": "CIFAR-10 offline copy (JPEG q75; exact pixels for ~10%) - not canonical CIFAR-10",
+}
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; a named device that is absent is an error."""
@@ -66,23 +73,22 @@ def commit_of(root: Path) -> str:
         return "unknown"
 
 
-def provenance(config: Config, data_source: str | None = None) -> dict:
-    """The fields every result carries; the data source is resolved (loaded once) when not given."""
-    from .data import SOURCE_LABELS, source_label
-
+def provenance(config: Config, data_source: str) -> dict:
+    """The fields every result carries. ``data_source``: a source's key ("offline") or its label (from
+    :func:`igkd_lib.data.cifar10.source_label` where no data is at hand)."""
     data_source = SOURCE_LABELS.get(data_source, data_source)  # a source key ("offline") reads as its label
     device = resolve_device(config.device)
     return {
         "profile": config.profile,
         "seeds": list(config.seeds),
-        "data_source": data_source or source_label(config),
+        "data_source": data_source,
         "device": device_name(device),
         "commit": git_commit(),
         "torch": torch.__version__,
     }
 
 
-def provenance_line(config: Config, data_source: str | None = None) -> str:
+def provenance_line(config: Config, data_source: str) -> str:
     """One line for beside a figure or table."""
     p = provenance(config, data_source)
     return (f"profile={p['profile']} · seeds={p['seeds']} · data={p['data_source']} · device={p['device']} · "

@@ -1,4 +1,4 @@
-"""Tests of igkd_lib.agreement: rank correlation and top-10 % overlap of maps, and their summary."""
+"""Tests of igkd_lib.evidence.agreement: rank correlation and top-10 % overlap of maps, and their summary."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,7 +6,8 @@ import torch
 from scipy.stats import spearmanr
 
 from igkd_lib import models
-from igkd_lib.agreement import (
+from igkd_lib.data.cifar10 import load_splits
+from igkd_lib.evidence.agreement import (
     agreement_rows,
     model_maps,
     probe_images,
@@ -14,7 +15,6 @@ from igkd_lib.agreement import (
     summarise_agreement,
     top_fraction_iou,
 )
-from igkd_lib.data import load_splits
 
 
 def test_spearman_matches_scipy_and_is_invariant_to_monotone_maps():

@@ -1,4 +1,4 @@
-"""igkd_lib.attribution: equal to captum, batched == one at a time, completeness, clear errors."""
+"""igkd_lib.attribution.ig: equal to captum, batched == one at a time, completeness, clear errors."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ from captum.attr import IntegratedGradients
 from captum.attr._utils.approximation_methods import approximation_parameters
 
 from igkd_lib import models
-from igkd_lib.attribution import (
+from igkd_lib.attribution.ig import (
     AUTO_CHUNK,
     METHODS,
     chunk_size,
@@ -18,7 +18,7 @@ from igkd_lib.attribution import (
     smoothgrad,
 )
 from igkd_lib.config import make_config
-from igkd_lib.data import load_splits
+from igkd_lib.data.cifar10 import load_splits
 
 
 def calibrated_teacher(seed: int = 0) -> torch.nn.Module:

@@ -1,11 +1,11 @@
-"""igkd_lib.augment: joint crop/flip of images and maps, and the IG overlay."""
+"""igkd_lib.data.augment: joint crop/flip of images and maps, and the IG overlay."""
 import math
 
 import pytest
 import torch
 
-from igkd_lib import augment
 from igkd_lib.config import make_config
+from igkd_lib.data import augment
 
 
 def _batch(n=8, size=8, seed=0):

@@ -1,9 +1,9 @@
-"""igkd_lib.batchnorm: running statistics recomputed exactly, nothing else changed."""
+"""igkd_lib.training.batchnorm: running statistics recomputed exactly, nothing else changed."""
 import pytest
 import torch
 
 from igkd_lib import models
-from igkd_lib.batchnorm import batchnorm_layers, recalibrate
+from igkd_lib.training.batchnorm import batchnorm_layers, recalibrate
 
 
 def images(n: int = 40, seed: int = 0) -> torch.Tensor:

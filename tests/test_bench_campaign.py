@@ -4,7 +4,7 @@ import torch
 
 from igkd_lib.bench import campaign as bench_campaign
 from igkd_lib.config import make_config
-from igkd_lib.data import find_offline_copy
+from igkd_lib.data.cifar10 import find_offline_copy
 
 pytestmark = pytest.mark.skipif(find_offline_copy() is None,
                                 reason="the offline CIFAR-10 copy is not beside the repository")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from igkd_lib import book
+from igkd_lib.book import build as book
 
 ROOT = book.ROOT
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
@@ -112,7 +112,7 @@ def test_the_kernels_of_a_book_run_are_batch_runs(tmp_path, monkeypatch):
     """make book's kernels see IGKD_BATCH, so training prints one line per epoch instead of widget bars."""
     import papermill
 
-    from igkd_lib.train import BATCH_ENV, interactive
+    from igkd_lib.training.loop import BATCH_ENV, interactive
 
     seen = []
 
@@ -194,7 +194,7 @@ def test_a_failing_chapter_leaves_no_executed_copy(tmp_path):
 
 def test_cli_forwards_every_set_override_to_every_chapter(monkeypatch):
     from igkd_lib import cli
-    from igkd_lib.notebook import chapter_setup
+    from igkd_lib.book.notebook import chapter_setup
 
     calls = []
     monkeypatch.setattr(book, "build", lambda profile, **kw: calls.append((profile, kw)))
@@ -278,7 +278,7 @@ _READER_CHECK = r"""() => {
     if (!number || !/^Figure \d+/.test(number.innerText.trim()))
       problems.push('figure without a number: ' + img.getAttribute('src'));
   }
-  for (const table of article.querySelectorAll('.cell_output table[id^="tbl-"]')) {  // igkd_lib.notebook.table_note
+  for (const table of article.querySelectorAll('.cell_output table[id^="tbl-"]')) {  // book.notebook.table_note
     const number = table.querySelector('caption .caption-number');
     if (!number || !/^Table \d+/.test(number.innerText.trim())) problems.push('table without a number: ' + table.id);
     const box = table.parentElement.getBoundingClientRect();  // the caption scrolls with its table: at rest,

@@ -8,8 +8,8 @@ from igkd_lib.campaign.admission import SAFETY, Rate, calibrate, group_seconds
 from igkd_lib.campaign.budget import Clock
 from igkd_lib.campaign.window import _smaller
 from igkd_lib.config import make_config
-from igkd_lib.data import Cifar10
-from igkd_lib.wide import Member
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.training.wide import Member
 
 
 def test_group_seconds_scales_with_members_epochs_and_images():

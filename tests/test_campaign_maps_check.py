@@ -4,7 +4,7 @@ import torch
 from igkd_lib import models
 from igkd_lib.campaign.maps_check import bf16_agreement, spearman_rows
 from igkd_lib.config import make_config
-from igkd_lib.data import Cifar10
+from igkd_lib.data.cifar10 import Cifar10
 
 
 def test_spearman_rows_is_one_for_the_same_order_and_minus_one_reversed():

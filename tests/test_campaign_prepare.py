@@ -4,8 +4,8 @@ import subprocess
 import pytest
 
 from igkd_lib.campaign import prepare as prep
-from igkd_lib.data import find_offline_copy
-from igkd_lib.data_packed import PACKED_NAME
+from igkd_lib.data.cifar10 import find_offline_copy
+from igkd_lib.data.packed import PACKED_NAME
 
 needs_packed = pytest.mark.skipif(find_offline_copy() is None or not (find_offline_copy() / PACKED_NAME).is_file(),
                                   reason="the packed offline CIFAR-10 copy is not beside the repository")

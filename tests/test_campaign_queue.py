@@ -14,9 +14,9 @@ from igkd_lib.campaign.queue import (
     uses_maps,
 )
 from igkd_lib.config import make_config
-from igkd_lib.data import Cifar10
-from igkd_lib.experiments import run_key
-from igkd_lib.student import METHODS
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.evidence.experiments import run_key
+from igkd_lib.training.student import METHODS
 
 
 def _data(n: int, split: str) -> Cifar10:

@@ -7,10 +7,10 @@ import torch
 from igkd_lib import models
 from igkd_lib.campaign.paper_teacher import RESUME_FILES, install, join_checkpoint, split_checkpoint
 from igkd_lib.config import make_config
-from igkd_lib.data import Cifar10
+from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.errors import WeightsError
 from igkd_lib.storage import sha256_file
-from igkd_lib.teacher import preferred_weights
+from igkd_lib.training.teacher import preferred_weights
 
 
 def _teacher_files(folder, accuracy, source="offline", name="teacher.pt"):

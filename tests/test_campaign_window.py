@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from igkd_lib.campaign.ingest import read_runs
-from igkd_lib.data import find_offline_copy
+from igkd_lib.data.cifar10 import find_offline_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKED = ("pandas", "scipy", "captum", "matplotlib", "seaborn")

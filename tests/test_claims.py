@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from igkd_lib import claims
+from igkd_lib.evidence import claims
 
 _KNOBS = {"baseline": (0.0, 0.0), "kd": (0.01, 0.0), "ig": (0.0, 0.1), "kd_ig": (0.01, 0.1)}
 

@@ -1,11 +1,11 @@
-"""Tests of igkd_lib.corruptions: deterministic corruptions, the exact-pixel subset, accuracy drops."""
+"""Tests of igkd_lib.evidence.corruptions: deterministic corruptions, the exact-pixel subset, accuracy drops."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from igkd_lib.corruptions import CORRUPTIONS, corrupt, drop_table, exact_pixel_mask, robustness_rows
-from igkd_lib.data import Cifar10
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.evidence.corruptions import CORRUPTIONS, corrupt, drop_table, exact_pixel_mask, robustness_rows
 
 
 def _data(n=8, source="torchvision"):

@@ -1,4 +1,4 @@
-"""igkd_lib.data: canonical order, the offline copy, subsets and clear errors."""
+"""igkd_lib.data.cifar10: canonical order, the offline copy, subsets and clear errors."""
 import shutil
 import time
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from igkd_lib.config import make_config
-from igkd_lib.data import (
+from igkd_lib.data.cifar10 import (
     DataUnavailable,
     _decode_members,
     decode_offline_copy,

@@ -1,11 +1,11 @@
-"""igkd_lib.data_packed: the packed offline copy decodes to exactly the zip path's arrays."""
+"""igkd_lib.data.packed: the packed offline copy decodes to exactly the zip path's arrays."""
 import numpy as np
 import pytest
 import torch
 
 from igkd_lib.config import make_config
-from igkd_lib.data import _decode_members, find_offline_copy, load_cifar10
-from igkd_lib.data_packed import PACKED_NAME, decode_jpeg_bytes, decode_packed, packed_jpeg_bytes
+from igkd_lib.data.cifar10 import _decode_members, find_offline_copy, load_cifar10
+from igkd_lib.data.packed import PACKED_NAME, decode_jpeg_bytes, decode_packed, packed_jpeg_bytes
 
 OFFLINE = find_offline_copy()
 needs_packed = pytest.mark.skipif(OFFLINE is None or not (OFFLINE / PACKED_NAME).is_file(),

@@ -1,11 +1,11 @@
-"""igkd_lib.distill: the KD loss against a hand computation."""
+"""igkd_lib.training.distill: the KD loss against a hand computation."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from igkd_lib.distill import kd_loss, soft_targets
+from igkd_lib.training.distill import kd_loss, soft_targets
 
 
 def _hand_kd(s, t, y, temperature, alpha):

@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from igkd_lib import experiments, student
+from igkd_lib.campaign import local_runs
 from igkd_lib.config import make_config
-from igkd_lib.data import Cifar10
-from igkd_lib.teacher import TeacherInfo
-from igkd_lib.train import TrainResult
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.evidence import experiments
+from igkd_lib.training import student
+from igkd_lib.training.loop import TrainResult
+from igkd_lib.training.teacher import TeacherInfo
 
 
 def _fake_data(n: int, split: str) -> Cifar10:
@@ -133,10 +135,10 @@ def test_ablation_variants(fake):
 
 def test_cli_train_and_run(fake, capsys):
     args = types.SimpleNamespace(command="train", methods=None, seed=3)
-    assert experiments.cli(fake.config, args) == 0
+    assert local_runs.cli(fake.config, args) == 0
     assert fake.calls == [("kd_ig", 3, fake.config.p, True)]
     args = types.SimpleNamespace(command="run", methods=None, seed=0)
-    experiments.cli(fake.config, args)
+    local_runs.cli(fake.config, args)
     out = capsys.readouterr().out
     assert all(m in out for m in student.METHODS) and "difference" in out and "profile=smoke" in out
     assert len(fake.calls) == 1 + 4 * 2
@@ -164,13 +166,14 @@ def test_runs_with_the_same_effective_config_are_shared(fake):
 
 
 def test_cli_run_on_paper_profile_writes_committable_results(fake, monkeypatch, tmp_path, capsys):
-    from igkd_lib import paths, reference
+    from igkd_lib import paths
+    from igkd_lib.evidence import reference
 
     (tmp_path / "pyproject.toml").write_text("")
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     config = fake.config.replace(seeds=[0])
     paper = dataclasses.replace(config, profile="paper")  # the smoke sizes under the paper profile's name
-    experiments.cli(paper, types.SimpleNamespace(command="run", methods=None, seed=0))
+    local_runs.cli(paper, types.SimpleNamespace(command="run", methods=None, seed=0))
     back = reference.committed_results("paper", folder=tmp_path / "results")
     assert sorted(back["method"]) == sorted(student.METHODS)
     assert back.attrs["provenance"]["profile"] == "paper" and "merged 4 new run(s)" in capsys.readouterr().out
@@ -179,7 +182,7 @@ def test_cli_run_on_paper_profile_writes_committable_results(fake, monkeypatch, 
 def test_fault_ablation_size_follows_the_profile():
     """paper: every fault removed in turn; smoke: the two ends; quick: none (queued for the GPU)."""
     from igkd_lib.config import make_config
-    from igkd_lib.faults import fault_ablation_variants
+    from igkd_lib.training.faults import fault_ablation_variants
 
     assert experiments.ablation_variants(make_config("paper"), "faults") == fault_ablation_variants(full=True)
     assert experiments.ablation_variants(make_config("smoke"), "faults") == fault_ablation_variants(full=False)
@@ -202,11 +205,11 @@ def test_paper_run_merges_into_committed_results_never_overwrites(tmp_path, monk
     config = make_config("paper", seeds=(3,))
     table = pd.DataFrame([{"run_key": "from-run", "method": "baseline", "seed": 3, "final_acc": 90.5,
                            "data_source": "offline", "commit": "def", "precision": "fp32", "cached": False}])
-    experiments._commit_results(config, table)
-    experiments._commit_results(config, table)  # the same row twice is one row
+    local_runs._commit_results(config, table)
+    local_runs._commit_results(config, table)  # the same row twice is one row
     rows = ingest.read_runs(tmp_path / "results" / "paper" / "runs.csv")
     assert sorted(r["run_key"] for r in rows) == ["from-a-window", "from-run"]
     provenance = json.loads((tmp_path / "results" / "paper" / "provenance.json").read_text())
     assert len(provenance["windows"]) >= 2 and "GPU" in provenance["devices"]
     with pytest.raises(ValueError, match="run_key=from-run"):
-        experiments._commit_results(config, table.assign(final_acc=80.0))
+        local_runs._commit_results(config, table.assign(final_acc=80.0))

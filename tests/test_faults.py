@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from igkd_lib import augment, faults, student
 from igkd_lib.config import ConfigError, make_config
-from igkd_lib.data import Cifar10
+from igkd_lib.data import augment
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.training import faults, student
 
 
 def _train(n: int = 12) -> Cifar10:
@@ -89,9 +90,9 @@ def test_preset_and_ablation_variants():
 
 
 def test_maps_of_augmented_views_have_their_own_cache(smoke_config, tmp_path):
-    from igkd_lib.attribution import integrated_gradients, reduce_map
-    from igkd_lib.data import load_splits
-    from igkd_lib.maps import get_maps
+    from igkd_lib.attribution.ig import integrated_gradients, reduce_map
+    from igkd_lib.attribution.maps import get_maps
+    from igkd_lib.data.cifar10 import load_splits
 
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
@@ -110,14 +111,14 @@ def test_the_command_line_preset_replays_the_official_code(monkeypatch, capsys):
     from igkd_lib import cli
 
     seen = {}
-    monkeypatch.setattr("igkd_lib.info.cli", lambda config, args: seen.setdefault("config", config) and 0)
+    monkeypatch.setattr("igkd_lib.book.info.cli", lambda config, args: seen.setdefault("config", config) and 0)
     assert cli.main(["info", "--profile", "smoke", "--preset", "official", "--set", "shuffle_maps=false"]) == 0
     config = seen["config"]
     assert config.teacher_logits == "official" and config.map_views == "augmented" and not config.shuffle_maps
 
 
 def test_the_map_views_option_keys_runs_without_invalidating_the_default(smoke_config):
-    from igkd_lib.experiments import run_key
+    from igkd_lib.evidence.experiments import run_key
 
     train = _train()
     keys = {views: run_key(smoke_config.replace(map_views=views), "kd_ig", 0, "sha", train, train)

@@ -1,4 +1,4 @@
-"""Tests of igkd_lib.bench.latency, igkd_lib.bench.variants and igkd_lib.plots.latency (no timing asserted)."""
+"""Tests of igkd_lib.bench.latency, igkd_lib.bench.variants and igkd_lib.book.plots.latency (no timing asserted)."""
 import json
 
 import pytest
@@ -154,7 +154,7 @@ def test_plots_and_paper_table(small_sweep):
     matplotlib.use("Agg")
     import pandas as pd
 
-    from igkd_lib.plots import latency as plots
+    from igkd_lib.book.plots import latency as plots
 
     figure = plots.plot_sweep(small_sweep, caption="test")
     assert all(ax.get_xscale() == "log" and ax.get_yscale() == "log" for ax in figure.axes)

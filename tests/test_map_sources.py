@@ -1,12 +1,13 @@
-"""Tests of igkd_lib.map_sources and its use by the maps cache and the run key."""
+"""Tests of igkd_lib.attribution.sources and its use by the maps cache and the run key."""
 import pytest
 import torch
 
-from igkd_lib import experiments, models
+from igkd_lib import models
+from igkd_lib.attribution.maps import get_maps, maps_key
+from igkd_lib.attribution.sources import MAP_SOURCES, sobel_maps, source_maps, untrained_teacher
 from igkd_lib.config import ConfigError, make_config
-from igkd_lib.data import load_splits
-from igkd_lib.map_sources import MAP_SOURCES, sobel_maps, source_maps, untrained_teacher
-from igkd_lib.maps import get_maps, maps_key
+from igkd_lib.data.cifar10 import load_splits
+from igkd_lib.evidence import experiments
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,13 @@
-"""igkd_lib.maps: rows addressed by dataset index, keyed cache, resume after interruption, damage detected."""
+"""igkd_lib.attribution.maps: rows addressed by dataset index, keyed cache, resume after interruption, damage
+detected."""
 import numpy as np
 import pytest
 import torch
 
-from igkd_lib import maps as maps_module
-from igkd_lib.attribution import integrated_gradients, reduce_map
-from igkd_lib.data import load_splits
-from igkd_lib.maps import get_maps, official_pairing, open_maps
+from igkd_lib.attribution import maps as maps_module
+from igkd_lib.attribution.ig import integrated_gradients, reduce_map
+from igkd_lib.attribution.maps import get_maps, official_pairing, open_maps
+from igkd_lib.data.cifar10 import load_splits
 
 
 def tiny_teacher(seed: int = 0) -> torch.nn.Module:
@@ -138,9 +139,9 @@ _KILLED_RUN = """
 import os, signal, sys, torch
 sys.path.insert(0, {tests!r})
 from test_maps import tiny_teacher
-from igkd_lib import maps as maps_module
+from igkd_lib.attribution import maps as maps_module
 from igkd_lib.config import make_config
-from igkd_lib.data import load_splits
+from igkd_lib.data.cifar10 import load_splits
 config = make_config("smoke", cache_dir={cache!r}, ig_steps=4, ig_chunk=16)
 train = load_splits(config)[0].subset(torch.arange(10))
 maps_module._chunk_rows = lambda config: 3

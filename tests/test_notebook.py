@@ -1,4 +1,4 @@
-"""igkd_lib.notebook: the chapter setup's provenance line and the note printed under a figure."""
+"""igkd_lib.book.notebook: the chapter setup's provenance line and the note printed under a figure."""
 from __future__ import annotations
 
 import matplotlib
@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from igkd_lib.notebook import figure_note  # noqa: E402
+from igkd_lib.book.notebook import figure_note  # noqa: E402
 
 
 def test_figure_note_shows_the_figure_then_prints_the_line_and_closes_it(capsys, monkeypatch):
@@ -22,7 +22,7 @@ def test_figure_note_shows_the_figure_then_prints_the_line_and_closes_it(capsys,
 def test_table_note_shows_html_and_a_numbered_myst_table_then_the_line(capsys, monkeypatch):
     import pandas as pd
 
-    from igkd_lib.notebook import table_note
+    from igkd_lib.book.notebook import table_note
 
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
@@ -41,8 +41,8 @@ def test_an_empty_table_note_is_a_sentence_not_a_broken_table(capsys, monkeypatc
     broke the Jupyter Book build."""
     import pandas as pd
 
-    from igkd_lib import stats
-    from igkd_lib.notebook import table_note
+    from igkd_lib.book.notebook import table_note
+    from igkd_lib.evidence import stats
 
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append((obj, raw)))
@@ -58,7 +58,7 @@ def test_table_note_refuses_a_caption_the_directive_cannot_hold():
     import pandas as pd
     import pytest
 
-    from igkd_lib.notebook import table_note
+    from igkd_lib.book.notebook import table_note
 
     for title, name in (("", "tbl-x"), ("two\nlines", "tbl-x"), ("ok", "")):
         with pytest.raises(ValueError, match="title|name"):
@@ -68,7 +68,7 @@ def test_table_note_refuses_a_caption_the_directive_cannot_hold():
 def test_pipe_table_keeps_a_named_index_and_escapes_pipes():
     import pandas as pd
 
-    from igkd_lib.notebook import pipe_table
+    from igkd_lib.book.notebook import pipe_table
 
     table = pd.DataFrame({"a|b": [1.5]}, index=pd.Index(["kd"], name="method"))
     assert pipe_table(table).splitlines() == ["| method | a\\|b |", "|---|---|", "| kd | 1.5 |"]

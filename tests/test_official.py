@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from igkd_lib import official, reference
 from igkd_lib.config import make_config
+from igkd_lib.evidence import official, reference
 
 
 def test_ten_run_accuracies_carry_both_versions_and_their_sources():
@@ -54,7 +54,7 @@ def test_fetch_verifies_and_errors_clearly(tmp_path, monkeypatch):
         raise OSError("no route to host")
 
     monkeypatch.setattr(official.urllib.request, "urlopen", no_internet)
-    monkeypatch.setattr("igkd_lib.data._internet_available", lambda host="": True)
+    monkeypatch.setattr("igkd_lib.data.cifar10._internet_available", lambda host="": True)
     with pytest.raises(official.OfficialUnavailable, match="SHA-256 differs") as error:
         official.fetch_checkpoint(checkpoint, tmp_path / "cache")
     assert "no route to host" in str(error.value) and "IGKD_OFFICIAL_CHECKPOINTS" in str(error.value)
@@ -95,7 +95,7 @@ def test_measured_accuracy_matches_the_name_on_exact_pixels():
 
 def test_unavailable_files_are_noted_not_measured(tmp_path, monkeypatch):
     monkeypatch.setenv("IGKD_OFFICIAL_CHECKPOINTS", str(tmp_path / "nowhere"))
-    monkeypatch.setattr("igkd_lib.data._internet_available", lambda host="": False)
+    monkeypatch.setattr("igkd_lib.data.cifar10._internet_available", lambda host="": False)
     config = make_config("smoke", cache_dir=str(tmp_path / "cache"), n_test=20)
     monkeypatch.setattr(official, "exact_rows", lambda data: torch.arange(10))
     table = official.measure_checkpoints(config)

@@ -1,4 +1,4 @@
-"""igkd_lib.plots.beyond: the accuracy-latency Pareto figure."""
+"""igkd_lib.book.plots.beyond: the accuracy-latency Pareto figure."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,7 +6,7 @@ import math  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from igkd_lib.plots.beyond import pareto_plot  # noqa: E402
+from igkd_lib.book.plots.beyond import pareto_plot  # noqa: E402
 
 
 def test_pareto_plot_draws_one_line_per_method_and_the_front():

@@ -10,8 +10,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from igkd_lib import reference  # noqa: E402
-from igkd_lib.plots import results  # noqa: E402
+from igkd_lib.book.plots import results  # noqa: E402
+from igkd_lib.evidence import reference  # noqa: E402
 
 
 def _runs() -> pd.DataFrame:
@@ -62,7 +62,7 @@ def test_learning_curves_and_soft_targets():
 def test_teacher_training_plot_draws_every_epoch_and_each_image_size():
     import dataclasses
 
-    from igkd_lib.teacher import TeacherInfo
+    from igkd_lib.training.teacher import TeacherInfo
 
     log = tuple({"epoch": e, "loss": 2.0 / e, "train_acc": 10.0 * e, "test_acc": 9.0 * e} for e in range(1, 7))
     info = TeacherInfo("shipped", 54.0, "abc", "offline", {"resolutions": [[0, 16], [2, 24], [4, 32]]}, log=log)
@@ -114,7 +114,7 @@ def test_one_seed_plot_claims_no_interval_and_does_not_magnify_noise():
 
 
 def test_figures_are_drawn_at_the_column_width():
-    from igkd_lib.plots import WIDTH
+    from igkd_lib.book.plots import WIDTH
 
     runs = _runs()
     curves = pd.DataFrame({"method": "kd", "seed": 0, "epoch": [1, 2, 3], "test_acc": [20.0, 30.0, 35.0]})

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from igkd_lib import reference
 from igkd_lib.campaign.ingest import merge_results
+from igkd_lib.evidence import reference
 
 _KNOBS = {"baseline": (0.0, 0.0), "kd": (0.01, 0.0), "ig": (0.0, 0.1), "kd_ig": (0.01, 0.1)}
 

@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from igkd_lib import storage
-from igkd_lib import teacher as teacher_module
+from igkd_lib.book.notebook import chapter_setup, list_parameter
 from igkd_lib.config import ConfigError, make_config
-from igkd_lib.data import Cifar10, decode_offline_copy, find_offline_copy, load_cifar10
+from igkd_lib.data.cifar10 import Cifar10, decode_offline_copy, find_offline_copy, load_cifar10
 from igkd_lib.errors import NonFiniteLossError, WeightsError
-from igkd_lib.notebook import chapter_setup, list_parameter
-from igkd_lib.train import train_loop
+from igkd_lib.training import teacher as teacher_module
+from igkd_lib.training.loop import train_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -176,7 +176,8 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint(tmp_path):
 
 
 def test_a_non_finite_run_is_never_cached(tmp_path, monkeypatch):
-    from igkd_lib import experiments, student
+    from igkd_lib.evidence import experiments
+    from igkd_lib.training import student
 
     def diverge(*args, **kwargs):
         raise NonFiniteLossError("the training loss became nan in epoch 1")
@@ -229,7 +230,8 @@ def _running(pid: int) -> bool:
 def test_kill_9_during_the_decode_takes_the_workers_with_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IGKD_CACHE": str(tmp_path), "IGKD_OFFLINE": "1",
            "IGKD_CIFAR10_OFFLINE": str(find_offline_copy())}
-    parent = subprocess.Popen([sys.executable, "-c", "from igkd_lib.data import load_cifar10; load_cifar10('train')"],
+    code = "from igkd_lib.data.cifar10 import load_cifar10; load_cifar10('train')"
+    parent = subprocess.Popen([sys.executable, "-c", code],
                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
     try:
@@ -277,7 +279,7 @@ def test_a_flipped_byte_in_the_decoded_cache_is_detected_and_decoded_again(decod
 
 
 def test_a_truncated_decoded_array_does_not_verify(decoded_copy, capsys):
-    from igkd_lib.data import _cache_verified
+    from igkd_lib.data.cifar10 import _cache_verified
 
     names = {p.stem: p for p in decoded_copy.glob("*.npy")}
     assert _cache_verified(decoded_copy, names)
@@ -371,7 +373,7 @@ def test_a_full_disk_names_the_file_and_the_cause(tmp_path, monkeypatch):
 
 
 def test_a_finished_runs_json_carries_a_checksum(tmp_path, capsys):
-    from igkd_lib.experiments import _load_cached
+    from igkd_lib.evidence.experiments import _load_cached
 
     path = tmp_path / "runs" / "abc.json"
     stored = {"key": "abc", "row": {"final_acc": 41.5}, "log": [{"epoch": 1, "test_acc": 41.5}]}

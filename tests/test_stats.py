@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from igkd_lib import stats
+from igkd_lib.evidence import stats
 
 
 def _runs(seed: int = 0) -> pd.DataFrame:

@@ -1,10 +1,10 @@
-"""igkd_lib.student: methods, determinism and resume of the student trainer on tiny data."""
+"""igkd_lib.training.student: methods, determinism and resume of the student trainer on tiny data."""
 import pytest
 import torch
 
-from igkd_lib import student
 from igkd_lib.config import make_config
-from igkd_lib.data import Cifar10
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.training import student
 
 
 def _data(n, seed):
@@ -101,7 +101,7 @@ def test_bad_maps_and_missing_teacher_are_errors(tmp_path, tiny):
 
 
 def test_batchnorm_recalibration_changes_the_evaluation_only(tmp_path, tiny):
-    from igkd_lib.batchnorm import recalibrate
+    from igkd_lib.training.batchnorm import recalibrate
 
     on = _run(_config(tmp_path, bn_recalibrate=True), tiny)
     off = _run(_config(tmp_path, bn_recalibrate=False), tiny)
@@ -116,8 +116,8 @@ def test_batchnorm_recalibration_changes_the_evaluation_only(tmp_path, tiny):
 
 def test_methods_share_shuffles_crops_and_flips(tmp_path, tiny):
     """Common random numbers: the overlay draws from its own generator, so arms of one seed are paired."""
-    from igkd_lib.augment import draws_batch
-    from igkd_lib.train import epoch_generator
+    from igkd_lib.data.augment import draws_batch
+    from igkd_lib.training.loop import epoch_generator
 
     _, train, _, maps = tiny
     config = _config(tmp_path, p=0.5, blend=0.5)
@@ -160,7 +160,7 @@ def test_teacher_logit_table_is_none_online_and_for_baseline(tmp_path, tiny):
 
 def _teacher_targets(config, tiny, method="kd_ig", seed=0):
     """The teacher targets and overlay mask of the first batch of epoch 1 under ``config``."""
-    from igkd_lib.train import epoch_generator
+    from igkd_lib.training.loop import epoch_generator
 
     teacher, train, _, maps = tiny
     c = student.method_config(config, method)

@@ -1,10 +1,17 @@
-"""Tests of igkd_lib.studies: the queue, the official students, the teacher on overlays, run weights."""
+"""Tests of igkd_lib.evidence.studies: the queue, the official students, the teacher on overlays, run weights."""
 import pytest
 import torch
 
-from igkd_lib import experiments, models
+from igkd_lib import models
 from igkd_lib.config import STUDENT_CUTS, make_config
-from igkd_lib.studies import SOURCE_STUDY, beyond_paper_queue, official_students, teacher_on_overlays, trained_student
+from igkd_lib.evidence import experiments
+from igkd_lib.evidence.studies import (
+    SOURCE_STUDY,
+    beyond_paper_queue,
+    official_students,
+    teacher_on_overlays,
+    trained_student,
+)
 
 
 def test_queue_order_and_that_every_entry_is_a_valid_config():
@@ -55,7 +62,7 @@ def test_trained_student_keeps_and_restores_the_weights(smoke_config, tmp_path):
 
 
 def test_pareto_front_keeps_the_points_nothing_beats():
-    from igkd_lib.studies import pareto_front
+    from igkd_lib.evidence.studies import pareto_front
 
     cost = [1.0, 2.0, 3.0, 2.5, float("nan")]
     value = [50.0, 60.0, 55.0, 60.0, 99.0]
@@ -65,7 +72,7 @@ def test_pareto_front_keeps_the_points_nothing_beats():
 def test_compression_points_join_sizes_latency_and_the_front():
     import pandas as pd
 
-    from igkd_lib.studies import compression_points
+    from igkd_lib.evidence.studies import compression_points
 
     runs = pd.DataFrame([{"method": m, "student_cut": c, "seed": 0, "final_acc": acc, "parameters": p, "macs": 10 * p}
                          for m, c, acc, p in (("baseline", 5, 60.0, 500), ("kd_ig", 5, 62.0, 500),
@@ -78,8 +85,8 @@ def test_compression_points_join_sizes_latency_and_the_front():
 
 
 def test_latency_by_cut_reads_chapter_6_or_measures(smoke_config, monkeypatch):
-    from igkd_lib import studies
     from igkd_lib.bench import latency
+    from igkd_lib.evidence import studies
 
     committed = latency.load_results()
     if committed is not None:

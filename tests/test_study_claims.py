@@ -1,10 +1,10 @@
-"""igkd_lib.study_claims: the verdicts of the studies beyond the paper, their storage and the findings list."""
+"""igkd_lib.evidence.study_claims: the verdicts of the studies beyond the paper, their storage and the findings list."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from igkd_lib import study_claims
 from igkd_lib.config import make_config
+from igkd_lib.evidence import study_claims
 
 
 def _runs(column, arms: dict) -> pd.DataFrame:

@@ -1,16 +1,16 @@
-"""igkd_lib.teacher and igkd_lib.train: recipes, resume, shipped weights and their verification."""
+"""igkd_lib.training.teacher and igkd_lib.training.loop: recipes, resume, shipped weights and their verification."""
 import dataclasses
 import json
 
 import pytest
 import torch
 
-from igkd_lib import teacher as teacher_module
 from igkd_lib.config import make_config
-from igkd_lib.data import load_splits
-from igkd_lib.teacher import TeacherRecipe, get_teacher, load_shipped_teacher, ship_teacher, train_teacher
-from igkd_lib.teacher_shipping import CPU_RECIPE
-from igkd_lib.train import warmup_cosine
+from igkd_lib.data.cifar10 import load_splits
+from igkd_lib.training import teacher as teacher_module
+from igkd_lib.training.loop import warmup_cosine
+from igkd_lib.training.teacher import TeacherRecipe, get_teacher, load_shipped_teacher, ship_teacher, train_teacher
+from igkd_lib.training.teacher_shipping import CPU_RECIPE
 
 TINY = TeacherRecipe(epochs=2, batch_size=32, lr=0.05, weight_decay=5e-4, warmup=0.2, resolutions=((0, 16), (1, 32)))
 

@@ -1,14 +1,14 @@
-"""igkd_lib.teacher_shipping: the shipped teacher's stages, trained in turn, adopted and shipped."""
+"""igkd_lib.training.teacher_shipping: the shipped teacher's stages, trained in turn, adopted and shipped."""
 import dataclasses
 import json
 
 import pytest
 import torch
 
-from igkd_lib import teacher as teacher_module
 from igkd_lib.config import make_config
-from igkd_lib.data import load_splits
-from igkd_lib.teacher import TeacherRecipe, get_teacher, load_shipped_teacher, ship_teacher, train_teacher
+from igkd_lib.data.cifar10 import load_splits
+from igkd_lib.training import teacher as teacher_module
+from igkd_lib.training.teacher import TeacherRecipe, get_teacher, load_shipped_teacher, ship_teacher, train_teacher
 
 TINY = TeacherRecipe(epochs=2, batch_size=32, lr=0.05, weight_decay=5e-4, warmup=0.2, resolutions=((0, 16), (1, 32)))
 
@@ -21,8 +21,8 @@ def tiny_data():
 
 def test_an_averaged_stage_returns_the_moving_average_and_resumes_it(tiny_data, tmp_path):
     from igkd_lib.storage import model_sha256
-    from igkd_lib.teacher import AveragedTeacherRecipe
-    from igkd_lib.teacher_shipping import ship_stages, stage_checkpoint
+    from igkd_lib.training.teacher import AveragedTeacherRecipe
+    from igkd_lib.training.teacher_shipping import ship_stages, stage_checkpoint
 
     train, test = tiny_data
     recipe = AveragedTeacherRecipe(**{**dataclasses.asdict(TINY), "ema_decay": 0.5})
@@ -50,7 +50,7 @@ def test_shipped_teacher_card_if_present():
     assert card["parameters"] == 2_236_682 == sum(p.numel() for p in model.parameters())
     assert card["test_accuracy"] == card["log"][-1]["test_acc"]
     if card["status"] == "complete":  # the weights are those of the recipe in the code, all of it
-        from igkd_lib.teacher_shipping import CPU_STAGES
+        from igkd_lib.training.teacher_shipping import CPU_STAGES
         assert card["stages"] == json.loads(json.dumps([dataclasses.asdict(r) for r in CPU_STAGES]))
         assert len(card["log"]) == sum(r.epochs for r in CPU_STAGES)
         assert card["test_accuracy"] >= teacher_module.SHIPPED_TARGET, "a finished shipped teacher reaches the target"
@@ -65,7 +65,7 @@ def test_shipped_teacher_card_if_present():
 
 def test_stages_continue_from_the_previous_stage_and_ship_one_joined_log(tiny_data, tmp_path):
     from igkd_lib.storage import model_sha256
-    from igkd_lib.teacher_shipping import ship_stages, stage_checkpoint, train_stages
+    from igkd_lib.training.teacher_shipping import ship_stages, stage_checkpoint, train_stages
 
     train, test = tiny_data
     second = TeacherRecipe(epochs=1, batch_size=32, lr=0.01, weight_decay=5e-4, warmup=0.0, seed=1)
@@ -90,7 +90,7 @@ def test_stages_continue_from_the_previous_stage_and_ship_one_joined_log(tiny_da
 
 def test_a_finished_shipped_stage_is_adopted_so_the_next_stage_starts_from_its_weights(tiny_data, tmp_path):
     from igkd_lib.storage import model_sha256
-    from igkd_lib.teacher_shipping import adopt_shipped_stages, ship_stages, stage_checkpoint, train_stages
+    from igkd_lib.training.teacher_shipping import adopt_shipped_stages, ship_stages, stage_checkpoint, train_stages
 
     train, test = tiny_data
     second = TeacherRecipe(epochs=1, batch_size=32, lr=0.01, weight_decay=5e-4, warmup=0.0, seed=1)

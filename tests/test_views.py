@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from igkd_lib import augment, make_config, views
+from igkd_lib import make_config
+from igkd_lib.book import views
+from igkd_lib.data import augment
 
 
 def _inputs(n: int = 16, seed: int = 0):
@@ -113,8 +115,8 @@ def test_a_run_shared_by_two_sweeps_counts_once_and_committed_runs_come_first():
 
 
 def test_measured_results_reads_committed_paper_runs_first(tmp_path, monkeypatch):
-    from igkd_lib import experiments
     from igkd_lib.config import make_config
+    from igkd_lib.evidence import experiments
 
     cached = pd.DataFrame({"method": "kd_ig", "p": [0.1], "blend": [0.5], "final_acc": [41.0], "profile": "smoke",
                            "run_key": ["k"]})
@@ -173,6 +175,6 @@ def test_explorer_for_a_config_uses_real_images_and_given_maps():
 
 
 def _subset_indices(config):
-    from igkd_lib.data import load_splits
+    from igkd_lib.data.cifar10 import load_splits
 
     return load_splits(config)[0].indices.numpy()

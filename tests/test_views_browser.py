@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from igkd_lib import views
+from igkd_lib.book import views
 
 pytestmark = pytest.mark.browser
 

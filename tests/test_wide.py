@@ -1,12 +1,14 @@
-"""igkd_lib.wide and igkd_lib.wide_model: a group trained as one wide network equals its single runs (CPU)."""
+"""igkd_lib.training.wide and igkd_lib.training.wide_model: a group trained as one wide network equals its
+single runs (CPU)."""
 import pytest
 import torch
 
-from igkd_lib import models, student, wide
+from igkd_lib import models
 from igkd_lib.config import ConfigError, make_config
-from igkd_lib.data import Cifar10
+from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.errors import NonFiniteLossError
-from igkd_lib.wide_model import WideStudent, split_states
+from igkd_lib.training import student, wide
+from igkd_lib.training.wide_model import WideStudent, split_states
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -222,7 +224,7 @@ def test_a_non_finite_member_is_named(tmp_path, tiny):
 
 
 def test_member_losses_equal_kd_loss():
-    from igkd_lib.distill import kd_loss
+    from igkd_lib.training.distill import kd_loss
 
     g = torch.Generator().manual_seed(0)
     logits, targets = torch.randn(3, 8, 10, generator=g), torch.randn(3, 8, 10, generator=g)

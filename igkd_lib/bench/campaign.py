@@ -2,10 +2,10 @@
 
 - ``single, per-step sync``: the single-run trainer as it was (each step uploads its draws and reads
   the loss and the correct count: host synchronisations in every step; same numbers),
-- ``single, sync-free``: :func:`igkd_lib.student.train_student` today (draws uploaded once per epoch,
+- ``single, sync-free``: :func:`igkd_lib.training.student.train_student` today (draws uploaded once per epoch,
   sums read once per epoch),
-- ``wide N=k grouped`` / ``wide N=k serial``: :func:`igkd_lib.wide.train_group` with k members in each
-  layout of :data:`igkd_lib.wide_model.LAYOUTS` (N = 1, 2, 4 on CPU; 1, 2, 4, 8, 16 on CUDA, where the
+- ``wide N=k grouped`` / ``wide N=k serial``: :func:`igkd_lib.training.wide.train_group` with k members in each
+  layout of :data:`igkd_lib.training.wide_model.LAYOUTS` (N = 1, 2, 4 on CPU; 1, 2, 4, 8, 16 on CUDA, where the
   serial layout, N ordinary passes in a row, is measured up to N = 4 only).
 
 Every design trains kd_ig (online teacher, overlay: the most work per image) for one epoch of
@@ -14,22 +14,22 @@ one warm-up epoch; each design is timed as its whole training call (set-up, the 
 recalibration where the profile asks for it, evaluation of 200 test images), the same work per student.
 :mod:`igkd_lib.bench.pointwise` adds the kernel choice for the 1x1 convolutions. The ratios come last.
 Targets: wide >= 0.9x single on CPU (in the layout the trainer uses there,
-:func:`igkd_lib.wide_model.default_layout`); on a GPU, the best wide N >= 5x the per-step-sync single run.
+:func:`igkd_lib.training.wide_model.default_layout`); on a GPU, the best wide N >= 5x the per-step-sync single run.
 """
 from __future__ import annotations
 
 import torch
 
-from .. import models
-from ..config import Config
-from ..console import print_table
-from ..data import load_splits
-from ..provenance import device_name, resolve_device
-from ..student import train_student
-from ..timing import Stopwatch
-from ..train import COMPILE_CHOICES
-from ..wide import Member, train_group
-from ..wide_model import LAYOUTS, default_layout
+from igkd_lib import models
+from igkd_lib.config import Config
+from igkd_lib.console import print_table
+from igkd_lib.data.cifar10 import load_splits
+from igkd_lib.provenance import device_name, resolve_device
+from igkd_lib.timing import Stopwatch
+from igkd_lib.training.loop import COMPILE_CHOICES
+from igkd_lib.training.student import train_student
+from igkd_lib.training.wide import Member, train_group
+from igkd_lib.training.wide_model import LAYOUTS, default_layout
 
 __all__ = ["run", "cli", "group_sizes", "ratio_lines", "compile_rows", "SERIAL_MAX_ON_CUDA"]
 
@@ -130,7 +130,7 @@ def compile_rows(config: Config, members: int, steps: int | None = None,
 
 def ratio_lines(rows: list[dict]) -> list[str]:
     """The ratios printed under the table (and kept by the GPU window). The CPU target applies to the
-    layout the trainer uses on the rows' device (:func:`igkd_lib.wide_model.default_layout`)."""
+    layout the trainer uses on the rows' device (:func:`igkd_lib.training.wide_model.default_layout`)."""
     speed = {row["design"]: row["students_images_per_s"] for row in rows}
     old, single = speed[SINGLES[0]], speed[SINGLES[1]]
     used = default_layout(torch.device(rows[0]["device_type"]))

@@ -3,7 +3,7 @@
 In one run, on the same images and the same number of interpolation points, it measures points/s of
 (1) captum as the official code called it (``attribute`` on batches of 8 images, Gauss-Legendre),
 (2) captum at its best ``internal_batch_size``, (3) this engine over a sweep of chunk sizes (which
-includes the chunk the maps use on this device, :func:`igkd_lib.attribution.chunk_size`) and (4) the floor:
+includes the chunk the maps use on this device, :func:`igkd_lib.attribution.ig.chunk_size`) and (4) the floor:
 a bare forward + input-gradient backward of the teacher at the same batch sizes. It prints the table,
 the engine's agreement with captum, the chosen chunk's rate next to the best one found, and the ratios
 last. A figure, never a timed test.
@@ -16,12 +16,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import models
-from ..attribution import chunk_size, frozen, integrated_gradients
-from ..config import Config
-from ..console import print_table
-from ..provenance import device_name, resolve_device
-from ..timing import Stopwatch
+from igkd_lib import models
+from igkd_lib.attribution.ig import chunk_size, frozen, integrated_gradients
+from igkd_lib.config import Config
+from igkd_lib.console import print_table
+from igkd_lib.provenance import device_name, resolve_device
+from igkd_lib.timing import Stopwatch
 
 __all__ = ["run", "ratios", "chunk_choice", "cli"]
 
@@ -40,7 +40,7 @@ def _timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup:
 
 def _teacher(config: Config, device: torch.device) -> tuple[nn.Module, str]:
     """The shipped teacher if present (speed does not depend on the weights), else a fresh one."""
-    from ..teacher import load_shipped_teacher
+    from igkd_lib.training.teacher import load_shipped_teacher
 
     shipped = load_shipped_teacher()
     model, origin = (shipped[0], "shipped") if shipped is not None else (models.teacher().eval(), "fresh")

@@ -24,14 +24,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import models
-from ..config import Config
-from ..console import print_table
-from ..paths import LATENCY_DIR
-from ..provenance import device_name, provenance, resolve_device
-from ..storage import atomic_path, atomic_write_json, read_json
-from ..validators import check_int
-from .variants import VariantSet, check_equal, fold_batchnorm, randomise_batchnorm, variants
+from igkd_lib import models
+from igkd_lib.bench.variants import VariantSet, check_equal, fold_batchnorm, randomise_batchnorm, variants
+from igkd_lib.config import Config
+from igkd_lib.console import print_table
+from igkd_lib.data.cifar10 import source_label
+from igkd_lib.paths import LATENCY_DIR
+from igkd_lib.provenance import device_name, provenance, resolve_device
+from igkd_lib.storage import atomic_path, atomic_write_json, read_json
+from igkd_lib.validators import check_int
 
 __all__ = ["measure", "compare", "variants", "check_equal", "fold_batchnorm", "VariantSet", "cold_forward",
            "paper_method", "plan", "sweep", "variant_table", "save_results", "student_teacher_ratio", "cli",
@@ -260,9 +261,10 @@ def save_results(table: pd.DataFrame, config: Config, folder="results/latency", 
     path = Path(folder) / f"{stem}.csv"
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-    meta = {**provenance(config),
+    meta = {**provenance(config, source_label(config)),
             "threads": sorted({int(t) for t in table.threads.dropna()}) if "threads" in table else None,
-            "device": sorted(set(table.device.dropna())) if "device" in table else provenance(config)["device"],
+            "device": (sorted(set(table.device.dropna())) if "device" in table
+                       else device_name(resolve_device(config.device))),
             "written": _dt.datetime.now().isoformat(timespec="seconds"), **(extra or {})}
     atomic_write_json(path.with_suffix(".json"), meta)
     return path

@@ -1,6 +1,6 @@
 """``python -m igkd_lib bench pointwise``: the wide student's 1x1 convolutions, grouped conv vs batched matmul.
 
-The wide trainer (:mod:`igkd_lib.wide_model`) may run each member's 1x1 convolutions either as one
+The wide trainer (:mod:`igkd_lib.training.wide_model`) may run each member's 1x1 convolutions either as one
 grouped convolution (groups = N) or as one batched matmul over (pixels, N, C_in) x (N, C_out, C_in);
 both compute the same thing. This benchmark times forward + backward of every 1x1 convolution of the
 student at its real input shapes (batch ``student_batch_size``, channels-last, bf16 autocast on CUDA),
@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import models
-from ..config import Config
-from ..provenance import device_name, resolve_device
-from ..timing import Stopwatch
-from ..train import autocast
-from .campaign import group_sizes
+from igkd_lib import models
+from igkd_lib.bench.campaign import group_sizes
+from igkd_lib.config import Config
+from igkd_lib.provenance import device_name, resolve_device
+from igkd_lib.timing import Stopwatch
+from igkd_lib.training.loop import autocast
 
 __all__ = ["pointwise_shapes", "grouped_conv", "batched_matmul", "run", "winner_lines", "cli"]
 

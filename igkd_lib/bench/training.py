@@ -4,8 +4,8 @@ Three ways to feed the same training step (teacher forward on the batch, student
 backward and Adam step, batch ``config.student_batch_size``), measured side by side in one run,
 interleaved in rounds so that a busy machine slows all three alike:
 
-- ``pipeline``: this book's trainer (:func:`igkd_lib.train.train_loop` with
-  :func:`igkd_lib.student.batch_and_loss`): data and maps on the device, crop, flip and overlay
+- ``pipeline``: this book's trainer (:func:`igkd_lib.training.loop.train_loop` with
+  :func:`igkd_lib.training.student.batch_and_loss`): data and maps on the device, crop, flip and overlay
   for the whole batch at once;
 - ``floor``: the same step on pre-made batches (no data work at all);
 - ``official``: the official code's design: a torchvision ``Dataset`` with PIL transforms and a
@@ -25,16 +25,16 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import models
-from ..augment import to_float
-from ..config import Config
-from ..console import print_table
-from ..data import load_splits
-from ..distill import kd_loss
-from ..provenance import device_name, resolve_device
-from ..student import batch_and_loss, method_config, student_draw_fn
-from ..timing import Stopwatch
-from ..train import autocast, prepare_model, train_loop
+from igkd_lib import models
+from igkd_lib.config import Config
+from igkd_lib.console import print_table
+from igkd_lib.data.augment import to_float
+from igkd_lib.data.cifar10 import load_splits
+from igkd_lib.provenance import device_name, resolve_device
+from igkd_lib.timing import Stopwatch
+from igkd_lib.training.distill import kd_loss
+from igkd_lib.training.loop import autocast, prepare_model, train_loop
+from igkd_lib.training.student import batch_and_loss, method_config, student_draw_fn
 
 __all__ = ["OfficialOverlayDataset", "run", "cli"]
 

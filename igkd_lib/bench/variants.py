@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..timing import Stopwatch
+from igkd_lib.timing import Stopwatch
 
 __all__ = ["VariantSet", "fold_batchnorm", "randomise_batchnorm", "variants", "check_equal"]
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import Config
+from igkd_lib.config import Config
 
 __all__ = ["cli", "add_arguments", "TINY"]
 
@@ -58,8 +58,8 @@ def cli(config: Config, args) -> int:
 
 
 def _paths(config: Config, args, tiny: bool) -> dict:
-    from ..paths import CHECKOUT, RESULTS_DIR
-    from ..teacher import PAPER_WEIGHTS
+    from igkd_lib.paths import CHECKOUT, RESULTS_DIR
+    from igkd_lib.training.teacher import PAPER_WEIGHTS
 
     work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
     if tiny:
@@ -71,8 +71,8 @@ def _paths(config: Config, args, tiny: bool) -> dict:
 
 
 def _window(config: Config, args) -> int:
-    from .budget import Clock
-    from .window import WindowOptions, run_window
+    from igkd_lib.campaign.budget import Clock
+    from igkd_lib.campaign.window import WindowOptions, run_window
 
     if args.tiny:
         config = _tiny(config)
@@ -86,15 +86,15 @@ def _window(config: Config, args) -> int:
 
 
 def _tiny(config: Config) -> Config:
-    from ..config import make_config
+    from igkd_lib.config import make_config
 
     return make_config("smoke", cache_dir=config.cache_dir, **TINY)
 
 
 def _ingest(config: Config, args) -> int:
-    from ..data import load_splits
-    from ..storage import read_json
-    from .ingest import WINDOW_FILE, ingest
+    from igkd_lib.campaign.ingest import WINDOW_FILE, ingest
+    from igkd_lib.data.cifar10 import load_splits
+    from igkd_lib.storage import read_json
 
     meta = read_json(args.ingest / WINDOW_FILE) if (args.ingest / WINDOW_FILE).is_file() else {}
     tiny = bool(meta.get("tiny")) or args.tiny
@@ -112,7 +112,7 @@ def _ingest(config: Config, args) -> int:
 
 
 def _prepare(args) -> int:
-    from .prepare import BUDGET_S, TIMEOUT_S, device_command, prepare, probe_needed
+    from igkd_lib.campaign.prepare import BUDGET_S, TIMEOUT_S, device_command, prepare, probe_needed
 
     ready = prepare()
     print(f"ready: {ready['bytes'] / 2**20:.1f} MiB travel (limit 64 MiB); commit {ready['commit']}")

@@ -1,6 +1,6 @@
 """Which runs a window can finish: the wide trainer's measured throughput against the time left.
 
-:func:`calibrate` times two short :func:`igkd_lib.wide.train_group` calls of the same N members on
+:func:`calibrate` times two short :func:`igkd_lib.training.wide.train_group` calls of the same N members on
 ``k`` and ``3k`` training images; the difference gives students·images/s free of start-up costs
 (compilation, autotuning, the first evaluation), and the rest of the first call gives the fixed cost
 of a call. :func:`group_seconds` then predicts a whole group; a group is admitted only when that
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..timing import Stopwatch
-from ..wide import Member, train_group
+from igkd_lib.timing import Stopwatch
+from igkd_lib.training.wide import Member, train_group
 
 __all__ = ["Rate", "calibrate", "group_seconds", "SAFETY", "EVAL_COST"]
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..storage import atomic_write_json, read_json
-from ..wide_model import default_layout
+from igkd_lib.storage import atomic_write_json, read_json
+from igkd_lib.training.wide_model import default_layout
 
 __all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "choose", "read_engine", "keep_engine"]
 

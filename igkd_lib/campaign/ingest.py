@@ -17,9 +17,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ..paths import RESULTS_DIR
-from ..storage import atomic_path, atomic_write_json, read_json, sha256_file
-from .engine import keep_engine
+from igkd_lib.campaign.engine import keep_engine
+from igkd_lib.paths import RESULTS_DIR
+from igkd_lib.storage import atomic_path, atomic_write_json, read_json, sha256_file
 
 __all__ = ["RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "done_keys", "read_runs", "merge_rows", "merge_results", "ingest"]
 
@@ -153,7 +153,7 @@ def ingest(folder: Path, results_dir: Path = RESULTS_DIR, teacher_weights: Path 
 
 def _teacher(folder: Path, meta: dict, weights: Path | None, resume_dir: Path | None, test) -> str:
     """Install a finished teacher, or keep an unfinished one's resume files for the next window."""
-    from .paper_teacher import RESUME_FILES, install
+    from igkd_lib.campaign.paper_teacher import RESUME_FILES, install
 
     state = meta.get("teacher", {}).get("status")
     if state == "finished" and weights is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..maps import _compute_chunk
+from igkd_lib.attribution.maps import _compute_chunk
 
 __all__ = ["bf16_agreement", "spearman_rows"]
 

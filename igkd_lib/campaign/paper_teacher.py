@@ -1,12 +1,12 @@
 """The paper's teacher: trained on a GPU window by the paper's recipe, resumed across windows, installed.
 
-The recipe is :func:`igkd_lib.teacher.recipe_from_config` at the ``paper`` profile (SGD Nesterov,
+The recipe is :func:`igkd_lib.training.teacher.recipe_from_config` at the ``paper`` profile (SGD Nesterov,
 lr 1e-2, weight decay 1e-2, batch 256, 100 epochs, warm-up then cosine). A window trains epoch by
 epoch while its budget allows; an unfinished run comes back as two checkpoint files (each under the
 16 MiB a returned file may hold) that the next window carries and resumes. A finished teacher comes
 back as float32 weights (~9 MB) and a card; :func:`install` verifies them, re-measures their accuracy
 on the data in use (float32, CPU) and makes them the ``paper`` teacher, and the default of every
-profile where they beat the CPU teacher (:func:`igkd_lib.teacher.preferred_weights`).
+profile where they beat the CPU teacher (:func:`igkd_lib.training.teacher.preferred_weights`).
 """
 from __future__ import annotations
 
@@ -15,12 +15,18 @@ from pathlib import Path
 
 import torch
 
-from ..config import Config
-from ..data import Cifar10
-from ..storage import atomic_path, atomic_torch_save, atomic_write_json, sha256_file
-from ..teacher import PAPER_WEIGHTS, load_shipped_teacher, recipe_from_config, ship_teacher, train_teacher
-from ..timing import Stopwatch
-from ..train import TrainResult, evaluate
+from igkd_lib.config import Config
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.storage import atomic_path, atomic_torch_save, atomic_write_json, sha256_file
+from igkd_lib.timing import Stopwatch
+from igkd_lib.training.loop import TrainResult, evaluate
+from igkd_lib.training.teacher import (
+    PAPER_WEIGHTS,
+    load_shipped_teacher,
+    recipe_from_config,
+    ship_teacher,
+    train_teacher,
+)
 
 __all__ = ["RESUME_FILES", "train_in_window", "split_checkpoint",
            "join_checkpoint", "install", "measured_accuracy", "ship_to"]

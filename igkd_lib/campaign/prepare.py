@@ -13,11 +13,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..data import find_offline_copy
-from ..data_packed import PACKED_NAME, WINDOW_DATA, packed_file
-from ..paths import CHECKOUT, RESULTS_DIR
-from ..provenance import commit_of
-from ..storage import atomic_path, read_json, sha256_file
+from igkd_lib.data.cifar10 import find_offline_copy
+from igkd_lib.data.packed import PACKED_NAME, WINDOW_DATA, packed_file
+from igkd_lib.paths import CHECKOUT, RESULTS_DIR
+from igkd_lib.provenance import commit_of
+from igkd_lib.storage import atomic_path, read_json, sha256_file
 
 __all__ = ["LIMIT_BYTES", "WINDOW", "travelling_bytes", "prepare", "device_command", "probe_needed", "TIMEOUT_S",
            "BUDGET_S"]

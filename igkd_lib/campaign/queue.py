@@ -1,7 +1,7 @@
 """The campaign's queue: the paper-profile runs the book wants, in the order GPU windows should run them.
 
 Each :class:`Entry` is one student run (study, method, seed, config overrides); its run key
-(:func:`igkd_lib.experiments.run_key` with the wide trainer, the device and its precision) says
+(:func:`igkd_lib.evidence.experiments.run_key` with the wide trainer, the device and its precision) says
 whether it is already in ``results/paper/runs.csv``. Order: Table 1 (four methods, seeds 0-19,
 interleaved by seed so every window adds balanced seeds), then the controls, then the studies that
 later issues append to :data:`LATER_STUDIES`.
@@ -12,20 +12,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .. import faults, wide
-from ..config import METHODS, Config
-from ..data import Cifar10
-from ..experiments import run_key, variant_label
-from ..maps import MAPS_FIELDS
-from ..student import method_config
+from igkd_lib.attribution.maps import MAPS_FIELDS
+from igkd_lib.config import METHODS, Config
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.evidence.experiments import run_key, variant_label
+from igkd_lib.training import faults, wide
+from igkd_lib.training.student import method_config
 
 __all__ = ["Entry", "TABLE1_SEEDS", "CONTROL_SEEDS", "CONTROLS", "LATER_STUDIES", "paper_queue", "entry_config",
            "entry_key", "TRAINER", "uses_maps", "group_signature", "maps_signature", "compatible_runs"]
 
-TRAINER = "wide"  # every campaign run goes through igkd_lib.wide.train_group
+TRAINER = "wide"  # every campaign run goes through igkd_lib.training.wide.train_group
 TABLE1_SEEDS = tuple(range(20))
 CONTROL_SEEDS = tuple(range(10))
-# Chapter 5's controls of the overlay (igkd_lib.faults.CONTROLS), each a KD + IG run with one fault switched on.
+# Chapter 5's controls of the overlay (igkd_lib.training.faults.CONTROLS), each a KD + IG run with one fault
+# switched on.
 CONTROLS = tuple(faults.CONTROLS.values())
 
 
@@ -57,18 +58,18 @@ FAULT_SEEDS = tuple(range(5))
 
 def _fault_ablation() -> list[Entry]:
     """Chapter 5's fault-by-fault ablation: the official code, each fault removed in turn, this book."""
-    from ..faults import fault_ablation_variants
+    from igkd_lib.training.faults import fault_ablation_variants
 
     return [Entry("faults", method, seed, tuple(sorted(overrides.items())))
             for seed in FAULT_SEEDS for overrides in fault_ablation_variants(full=True) for method in ("kd", "kd_ig")]
 
 
 def _beyond_the_paper() -> list[Entry]:
-    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.studies`.
+    """The training runs of chapter 8's studies (overlay sources, compression): :mod:`igkd_lib.evidence.studies`.
 
     Seed-major within each study, so a window that stops early has every variant at the first seeds.
     """
-    from ..studies import beyond_paper_queue
+    from igkd_lib.evidence.studies import beyond_paper_queue
 
     return [Entry(study.study.replace(" ", "_"), method, seed, tuple(sorted(study.overrides.items())))
             for study in beyond_paper_queue() if study.trains for seed in study.seeds for method in study.methods]
@@ -103,7 +104,7 @@ def uses_maps(config: Config, entry: Entry) -> bool:
 
 
 def maps_signature(config: Config, entry: Entry) -> tuple | None:
-    """Which maps the entry's run reads (:data:`igkd_lib.maps.MAPS_FIELDS`), or None when it reads none."""
+    """Which maps the entry's run reads (:data:`igkd_lib.attribution.maps.MAPS_FIELDS`), or None when it reads none."""
     if not uses_maps(config, entry):
         return None
     c = entry_config(config, entry)
@@ -122,7 +123,7 @@ def compatible_runs(config: Config, pending: list) -> tuple[list, tuple | None]:
 
 
 def group_signature(config: Config, entry: Entry) -> tuple:
-    """What members of one wide group must share: the wide trainer's :data:`igkd_lib.wide.GROUP_FIELDS`."""
+    """What members of one wide group must share: the wide trainer's :data:`igkd_lib.training.wide.GROUP_FIELDS`."""
     c = method_config(entry_config(config, entry), entry.method)
     return tuple(getattr(c, name) for name in wide.GROUP_FIELDS)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..experiments import _ROW_KNOBS
-from ..storage import atomic_path, atomic_write_json
-from .ingest import LOG_FILE, RUNS_FILE, WINDOW_FILE
-from .queue import Entry, entry_config
+from igkd_lib.campaign.ingest import LOG_FILE, RUNS_FILE, WINDOW_FILE
+from igkd_lib.campaign.queue import Entry, entry_config
+from igkd_lib.evidence.experiments import _ROW_KNOBS
+from igkd_lib.storage import atomic_path, atomic_write_json
 
 __all__ = ["WindowResults", "RUNS_FILE", "WINDOW_FILE", "LOG_FILE", "summary_lines"]
 
@@ -30,7 +30,7 @@ class WindowResults:
     def start(self, entry: Entry, key: str, config, fields: dict) -> None:
         """Register a run about to train; ``fields`` are the row's shared fields (device, teacher, ...)."""
         c = entry_config(config, entry)
-        from ..student import method_config
+        from igkd_lib.training.student import method_config
 
         knobs = method_config(c, entry.method).key_fields(*_ROW_KNOBS)
         row = {"method": entry.method, "seed": entry.seed, "study": entry.study, "variant": entry.variant,

@@ -13,23 +13,37 @@ from pathlib import Path
 
 import torch
 
-from .. import wide
-from ..config import Config
-from ..data import SOURCE_LABELS, load_splits
-from ..maps import get_maps, maps_precision, throughput
-from ..provenance import device_name, resolve_device
-from ..storage import model_sha256, read_json
-from ..teacher import load_shipped_teacher
-from ..train import COMPILE_CHOICES, precision_name
-from ..wide_model import resolve_layout
-from .admission import Rate, calibrate, group_seconds
-from .budget import Clock
-from .engine import choose, read_engine
-from .ingest import done_keys
-from .maps_check import bf16_agreement
-from .paper_teacher import join_checkpoint, measured_accuracy, ship_to, split_checkpoint, train_in_window
-from .queue import TRAINER, compatible_runs, entry_config, entry_key, maps_signature, paper_queue, uses_maps
-from .results import WindowResults, summary_lines
+from igkd_lib.attribution.maps import get_maps, maps_precision, throughput
+from igkd_lib.campaign.admission import Rate, calibrate, group_seconds
+from igkd_lib.campaign.budget import Clock
+from igkd_lib.campaign.engine import choose, read_engine
+from igkd_lib.campaign.ingest import done_keys
+from igkd_lib.campaign.maps_check import bf16_agreement
+from igkd_lib.campaign.paper_teacher import (
+    join_checkpoint,
+    measured_accuracy,
+    ship_to,
+    split_checkpoint,
+    train_in_window,
+)
+from igkd_lib.campaign.queue import (
+    TRAINER,
+    compatible_runs,
+    entry_config,
+    entry_key,
+    maps_signature,
+    paper_queue,
+    uses_maps,
+)
+from igkd_lib.campaign.results import WindowResults, summary_lines
+from igkd_lib.config import Config
+from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
+from igkd_lib.provenance import device_name, resolve_device
+from igkd_lib.storage import model_sha256, read_json
+from igkd_lib.training import wide
+from igkd_lib.training.loop import COMPILE_CHOICES, precision_name
+from igkd_lib.training.teacher import load_shipped_teacher
+from igkd_lib.training.wide_model import resolve_layout
 
 __all__ = ["WindowOptions", "run_window"]
 
@@ -107,8 +121,8 @@ def _probe(config: Config, options: WindowOptions) -> dict:
     """The measurements that choose the engine's kernels, in this window (kept in window.json): the
     1x1 convolutions (grouped conv vs batched matmul), the trainers side by side (single per-step
     sync, single sync-free, wide at every N) and ``train_compile`` at the best N."""
-    from ..bench import campaign as bench_campaign
-    from ..bench import pointwise
+    from igkd_lib.bench import campaign as bench_campaign
+    from igkd_lib.bench import pointwise
 
     steps, sizes = (1, (1, 2)) if options.tiny else (None, None)
     kernels = pointwise.run(config, reps=1 if options.tiny else None, sizes=sizes)

@@ -1,0 +1,16 @@
+"""Stage 4, the evidence: runs of methods x seeds, their statistics, and the paper's claims judged by them.
+
+- :mod:`~igkd_lib.evidence.experiments`: the runner (cached runs, the tidy table, ablation grids);
+- :mod:`~igkd_lib.evidence.stats`: summaries, Welch intervals, Holm, power, the 2x2 interaction;
+- :mod:`~igkd_lib.evidence.claims` / :mod:`~igkd_lib.evidence.claim_sources` /
+  :mod:`~igkd_lib.evidence.study_claims`: the paper's claims and the studies' questions, with verdicts;
+- :mod:`~igkd_lib.evidence.reference` / :mod:`~igkd_lib.evidence.official`: the paper's numbers, the
+  committed results, and the authors' own ten-run accuracies and published students;
+- :mod:`~igkd_lib.evidence.studies`, :mod:`~igkd_lib.evidence.corruptions`,
+  :mod:`~igkd_lib.evidence.agreement`: the studies beyond the paper (compression, robustness, agreement).
+
+It reads training and attribution; the chapters (:mod:`igkd_lib.book`) read it. Import the modules.
+"""
+MODULES = ("experiments", "stats", "claims", "claim_sources", "study_claims", "reference", "official", "studies",
+           "corruptions", "agreement")
+__all__ = ["MODULES"]

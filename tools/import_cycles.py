@@ -1,6 +1,7 @@
-"""Print the cycles of igkd_lib's import graph (every import, top-level or inside a function).
+"""Print the cycles of igkd_lib's import graph (every import, top-level or inside a function) and its back-arrows
+(a module of a lower stage of the method importing one of a higher stage).
 
-    python tools/import_cycles.py          # prints "no import cycles" or one cycle a line; exit 1 if any
+    python tools/import_cycles.py          # prints one cycle or back-arrow a line; exit 1 if any
 
 A module ``a`` imports ``b`` when its source holds ``import b`` / ``from b import ...`` /
 ``from . import b`` anywhere (a deferred import inside a function counts: it is a cycle that only
@@ -12,9 +13,14 @@ import ast
 import sys
 from pathlib import Path
 
-__all__ = ["import_graph", "find_cycles", "main"]
+__all__ = ["import_graph", "find_cycles", "STAGES", "stage", "back_arrows", "main"]
 
 PACKAGE = "igkd_lib"
+# The method's stages, lowest first: a module may import its own stage and those below it, never one above.
+# The top-level modules (config, storage, models, provenance, ...) are shared by all and import no stage;
+# the command line (cli, __main__) sits above everything.
+STAGES = ("data", "training", "attribution", "bench", "evidence", "book", "campaign")
+_ENTRY = ("cli", "__main__")
 
 
 def _module_name(root: Path, path: Path) -> str:
@@ -86,14 +92,32 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(cycles)
 
 
+def stage(module: str) -> int:
+    """0 for the shared top-level modules, 1.. for :data:`STAGES`, above them all for the command line."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return 0
+    if parts[1] in _ENTRY:
+        return len(STAGES) + 1
+    return STAGES.index(parts[1]) + 1 if parts[1] in STAGES else 0
+
+
+def back_arrows(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every (importer, imported) where the importer sits in a lower stage than what it imports."""
+    return sorted((a, b) for a, targets in graph.items() for b in targets if stage(a) < stage(b))
+
+
 def main() -> int:
     root = Path(__file__).resolve().parent.parent / PACKAGE
-    cycles = find_cycles(import_graph(root))
+    graph = import_graph(root)
+    cycles, arrows = find_cycles(graph), back_arrows(graph)
     for cycle in cycles:
         print(" <-> ".join(cycle))
-    if not cycles:
-        print("no import cycles")
-    return 1 if cycles else 0
+    for a, b in arrows:
+        print(f"back-arrow: {a} -> {b}")
+    if not cycles and not arrows:
+        print("no import cycles, no back-arrows")
+    return 1 if cycles or arrows else 0
 
 
 if __name__ == "__main__":

@@ -234,7 +234,10 @@ def _measure(config: Config, full, progress: bool) -> pd.DataFrame:
         row.update(_accuracy_columns("canonical_", _correct(model, canonical.images, canonical.labels, config),
                                      len(canonical)))
         rows.append(row)
-    return pd.DataFrame(rows)
+    # every column, also when no file could be measured (no ../shared, offline): the chapter shows the notes
+    columns = [f"{prefix}{name}" for prefix in ("", "canonical_") for name in ("n", "acc", "ci_low", "ci_high")]
+    return pd.DataFrame(rows).reindex(columns=[*rows[0], *columns] if rows else columns).loc[
+        :, lambda frame: ~frame.columns.duplicated()]
 
 
 def _with_interval(row: pd.Series, prefix: str) -> str:

@@ -16,6 +16,7 @@ See the chapter "The authors' artifacts".
 from __future__ import annotations
 
 import re
+import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,4 +267,10 @@ def cli(config: Config, args) -> int:
               "the method. The exact-pixel images are the authors' test images (a subset of 1,017), so the name's "
               "number should lie inside that interval; the gap between the two columns is the JPEG copy's cost.")
     print(provenance_line(config, table.attrs["data_source"]))
+    if table["acc"].isna().all():  # nothing measured: say why, and fail (every row above is "-")
+        reasons = sorted({note.splitlines()[0] for note in table["note"] if note})
+        print("error: no published checkpoint could be measured: " + "; ".join(reasons) + ". Set "
+              "IGKD_OFFICIAL_CHECKPOINTS to a folder holding them (e.g. ../shared/data/official-checkpoints), or run "
+              "where raw.githubusercontent.com answers", file=sys.stderr)
+        return 1
     return 0

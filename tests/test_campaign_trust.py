@@ -292,3 +292,36 @@ def test_chapter_7_shows_unavailable_checkpoints_and_goes_on(tmp_path, monkeypat
 def test_the_payload_really_runs_when_unpickled(tmp_path):  # so the tests above could fail
     pickle.loads(pickle.dumps(_Payload(tmp_path / "ran")))
     assert (tmp_path / "ran").exists()
+
+
+# --------------------------------------------------------------------------- should fix: bounds and reasons
+@pytest.mark.parametrize("overrides, field", [({"crop_padding": 10_000}, "crop_padding"),
+                                              ({"student_batch_size": 10**9}, "student_batch_size"),
+                                              ({"num_threads": 10**6}, "num_threads"),
+                                              ({"ig_chunk": 10**9}, "ig_chunk"), ({"seeds": (10**20,)}, "seeds")])
+def test_sizes_that_could_only_fail_later_are_refused_up_front(overrides, field):
+    from igkd_lib.config import ConfigError
+
+    with pytest.raises(ConfigError, match=field):
+        make_config("smoke", **overrides)
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("nan"), 0.0, 10**7])
+def test_a_window_budget_must_be_a_finite_number_of_seconds(budget):
+    from igkd_lib.campaign.budget import Clock
+
+    with pytest.raises(ValueError, match="budget-s"):
+        Clock(budget)
+
+
+def test_official_without_any_checkpoint_says_why_and_fails(monkeypatch, capsys, tmp_path):
+    from igkd_lib import official
+
+    def unavailable(checkpoint, cache_dir):
+        raise official.OfficialUnavailable(f"the official checkpoint {checkpoint.name} is not available")
+
+    monkeypatch.setattr(official, "fetch_checkpoint", unavailable)
+    monkeypatch.setattr(official, "load_cifar10", lambda split, config: _test_split(400))
+    monkeypatch.setattr(official, "exact_rows", lambda data: torch.arange(10))
+    assert official.cli(make_config("smoke", cache_dir=str(tmp_path)), None) == 1
+    assert "no published checkpoint could be measured" in capsys.readouterr().err

@@ -325,3 +325,28 @@ def test_official_without_any_checkpoint_says_why_and_fails(monkeypatch, capsys,
     monkeypatch.setattr(official, "exact_rows", lambda data: torch.arange(10))
     assert official.cli(make_config("smoke", cache_dir=str(tmp_path)), None) == 1
     assert "no published checkpoint could be measured" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, content", [("window.json", '{"window": "2026'), ("runs.jsonl", '{"row": {"run_k')])
+def test_a_truncated_returned_file_is_refused_naming_it(tmp_path, name, content):
+    _window(tmp_path / "out")
+    (tmp_path / "out" / name).write_text(content)
+    _refused(tmp_path / "out", tmp_path / "results", [name, "not valid JSON"])
+
+
+def test_a_damaged_committed_runs_csv_is_named(tmp_path):
+    _window(tmp_path / "out")
+    (tmp_path / "results" / "paper").mkdir(parents=True)
+    (tmp_path / "results" / "paper" / "runs.csv").write_text('run_key,method\n"x,kd\n0,1,2\n')
+    _refused(tmp_path / "out", tmp_path / "results", ["runs.csv"])
+
+
+def test_prepare_outside_a_checkout_fails_before_copying(tmp_path):
+    from igkd_lib.campaign import prepare
+
+    (tmp_path / ".gitignore").write_text("/.window/\n")
+    with pytest.raises(ValueError, match="git commit"):
+        prepare.prepare(tmp_path)
+    assert not (tmp_path / ".window").exists()
+    with pytest.raises(ValueError, match=".gitignore"):
+        prepare.prepare(tmp_path / "elsewhere")

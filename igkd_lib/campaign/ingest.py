@@ -47,9 +47,11 @@ def read_runs(path: Path) -> list[dict]:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{path} does not read as CSV ({type(error).__name__}: {error}); restore it "
                          "(git checkout -- <file>)") from None
-    if any(None in row or "run_key" not in row for row in rows):
-        raise ValueError(f"{path} has rows with more cells than its header, or no run_key column; restore it "
-                         "(git checkout -- <file>)")
+    if any(None in row or None in row.values() or "run_key" not in row for row in rows):
+        raise ValueError(f"{path} has rows with more or fewer cells than its header, or no run_key column; restore "
+                         "it (git checkout -- <file>)")
+    # every row as the schema wants it (a cell left empty is a field the row's writer did not have)
+    checked_rows([{k: v for k, v in row.items() if v != ""} for row in rows], str(path))
     return rows
 
 

@@ -59,17 +59,26 @@ def carried_bytes(root: Path = CHECKOUT) -> int:
 
 
 def _copy_if_changed(source: Path, target: Path) -> None:
-    if target.is_file() and sha256_file(target) == sha256_file(source):
+    """``target`` as a verified copy of ``source`` (same SHA-256), copied only when it differs."""
+    expected = sha256_file(source)
+    if target.is_file() and sha256_file(target) == expected:
         return
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
+        if sha256_file(tmp) != expected:
+            raise ValueError(f"the copy of {source} into {target} does not match its SHA-256; allowed: a faithful "
+                             "copy (check the disk, and run --prepare again)")
 
 
 def prepare(root: Path = CHECKOUT) -> dict:
     """Fill ``.window/`` and check the size; returns the commit, the carry list and the bytes that travel."""
     root = Path(root)
-    if "/.window/" not in (root / ".gitignore").read_text().split():
-        raise ValueError(f"{root / '.gitignore'} does not ignore /.window/; allowed: a checkout of this project")
+    ignore = root / ".gitignore"
+    if not ignore.is_file() or "/.window/" not in ignore.read_text().split():
+        raise ValueError(f"{ignore} is absent or does not ignore /.window/; allowed: a checkout of this project")
+    commit = commit_of(root)  # "-dirty" when the library differs from it, as in every result's provenance
+    if commit == "unknown":  # checked before copying 35 MB
+        raise ValueError(f"{root} has no readable git commit; allowed: a git checkout of this project")
     offline = find_offline_copy()
     source = packed_file(offline) if offline is not None else None
     if source is None:
@@ -86,9 +95,6 @@ def prepare(root: Path = CHECKOUT) -> dict:
     if size > LIMIT_BYTES:
         raise ValueError(f"{size / 2**20:.1f} MiB would travel, above the device's 64 MiB; allowed: at most 64 MiB "
                          "(remove large untracked files, or commit less)")
-    commit = commit_of(root)  # "-dirty" when the library differs from it, as in every result's provenance
-    if commit == "unknown":
-        raise ValueError(f"{root} has no readable git commit; allowed: a git checkout of this project")
     return {"commit": commit, "carry": list(CARRY), "bytes": size, "teacher": resume_status(root)}
 
 

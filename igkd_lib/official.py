@@ -29,7 +29,7 @@ from . import models
 from .config import Config
 from .data import exact_rows, find_shared_folder, load_cifar10, stratified_subset
 from .stats import wilson_interval
-from .storage import atomic_path, atomic_write_json, read_json, sha256_file, stable_hash
+from .storage import atomic_path, read_checked_json, sha256_file, stable_hash, write_checked_json
 
 __all__ = ["REPOSITORY", "CHECKPOINT_COMMIT", "CHECKPOINT_DATE", "RESULT_VERSIONS", "METHOD_NAMES",
            "OfficialUnavailable", "OfficialCheckpoint", "ten_run_accuracies", "checkpoints", "parse_name",
@@ -200,15 +200,15 @@ def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
     """
     full = load_cifar10("test", config)
     key = stable_hash({"files": [c.sha256 for c in checkpoints()], "source": full.source, "n_test": config.n_test,
-                       "subset_seed": config.subset_seed, "version": 1})
+                       "subset_seed": config.subset_seed, "version": 2})  # 2: the file carries a checksum
     path = Path(config.cache_dir) / "official-checkpoints" / f"measured-{key}.json"
-    if path.is_file():
-        stored = read_json(path)
+    stored = read_checked_json(path)  # an edited accuracy fails the checksum: moved aside, measured again
+    if stored is not None and isinstance(stored.get("rows"), list):
         table = pd.DataFrame(stored["rows"])
     else:
         table = _measure(config, full, progress)
         if not table["note"].str.startswith("unavailable").any():  # measure again once they can be found
-            atomic_write_json(path, {"rows": table.to_dict(orient="records")})
+            write_checked_json(path, {"rows": table.to_dict(orient="records")})
     table.attrs.update(data_source=full.source_label, canonical_source=full.source)
     return table
 

@@ -350,3 +350,24 @@ def test_prepare_outside_a_checkout_fails_before_copying(tmp_path):
     assert not (tmp_path / ".window").exists()
     with pytest.raises(ValueError, match=".gitignore"):
         prepare.prepare(tmp_path / "elsewhere")
+
+
+def test_an_edited_accuracy_in_the_measured_checkpoints_cache_is_measured_again(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from igkd_lib import official
+
+    calls = []
+
+    def measure(config, full, progress):
+        calls.append(1)
+        return pd.DataFrame([{"method": "kd", "acc": 91.0, "note": ""}])
+
+    monkeypatch.setattr(official, "_measure", measure)
+    monkeypatch.setattr(official, "load_cifar10", lambda split, config: _test_split(400))
+    config = make_config("smoke", cache_dir=str(tmp_path))
+    assert official.measure_checkpoints(config)["acc"].tolist() == [91.0] and len(calls) == 1
+    assert official.measure_checkpoints(config)["acc"].tolist() == [91.0] and len(calls) == 1  # from the cache
+    cached = next((tmp_path / "official-checkpoints").glob("measured-*.json"))
+    cached.write_text(cached.read_text().replace("91.0", "99.0"))
+    assert official.measure_checkpoints(config)["acc"].tolist() == [91.0] and len(calls) == 2

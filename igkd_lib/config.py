@@ -369,12 +369,17 @@ def _validate(c: Config) -> None:
     for name in ("teacher_epochs", "student_epochs", "teacher_batch_size", "student_batch_size",
                  "eval_batch_size", "ig_steps"):
         _check(getattr(c, name) >= 1, name, getattr(c, name), "an integer >= 1")
-    _check(c.ig_chunk >= 0, "ig_chunk", c.ig_chunk, "an integer >= 0 (0: the device's default)")
+    for name in ("teacher_batch_size", "student_batch_size", "eval_batch_size"):  # one batch of the whole set at most
+        _check(getattr(c, name) <= 50_000, name, getattr(c, name), "an integer in [1, 50000]")
+    _check(0 <= c.ig_chunk <= 100_000, "ig_chunk", c.ig_chunk, "an integer in [0, 100000] (0: the device's default)")
     _check(c.ig_steps <= MAX_IG_STEPS, "ig_steps", c.ig_steps, f"an integer in [1, {MAX_IG_STEPS}]")
     _check(c.ig_method != "riemann_trapezoid" or c.ig_steps >= 2, "ig_steps", c.ig_steps,
            "an integer >= 2 with ig_method='riemann_trapezoid' (the rule needs both ends)")
     for name in ("num_threads", "crop_padding", "subset_seed"):
         _check(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
+    _check(c.num_threads <= 1024, "num_threads", c.num_threads, "an integer in [0, 1024] (0: torch's default)")
+    _check(c.crop_padding <= 32, "crop_padding", c.crop_padding, "an integer in [0, 32] (pixels around the image)")
+    _check(c.subset_seed < 2**31, "subset_seed", c.subset_seed, "an integer in [0, 2**31)")
     _check(0.0 <= c.student_dropout < 1.0, "student_dropout", c.student_dropout, "a number in [0, 1)")
     for name in ("alpha", "p", "blend", "teacher_warmup"):
         _check(0.0 <= getattr(c, name) <= 1.0, name, getattr(c, name), "a number in [0, 1]")
@@ -384,6 +389,7 @@ def _validate(c: Config) -> None:
     _check(0 <= c.teacher_weight_decay <= 1, "teacher_weight_decay", c.teacher_weight_decay, "a number in [0, 1]")
     _check(0 < c.exponent_low <= c.exponent_high <= MAX_EXPONENT, "exponent_low/exponent_high",
            (c.exponent_low, c.exponent_high), f"0 < exponent_low <= exponent_high <= {MAX_EXPONENT:g}")
-    _check(len(c.seeds) >= 1 and all(s >= 0 for s in c.seeds), "seeds", c.seeds, "a non-empty list of integers >= 0")
+    _check(len(c.seeds) >= 1 and all(0 <= s < 2**31 for s in c.seeds), "seeds", c.seeds,
+           "a non-empty list of integers in [0, 2**31)")
     _check(len(set(c.seeds)) == len(c.seeds), "seeds", c.seeds, "distinct seeds (a repeated seed repeats the same run)")
     _check(bool(c.cache_dir), "cache_dir", c.cache_dir, "a directory path")

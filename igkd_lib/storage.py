@@ -124,8 +124,10 @@ def move_aside(path: str | os.PathLike, why: str) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict | None:
     """A training checkpoint (a dict saved by :func:`atomic_torch_save`), or None if absent or unreadable.
 
-    An unreadable checkpoint (truncated, bit-flipped, not a checkpoint) is reported by path and moved
-    aside (:func:`move_aside`), so the run restarts from scratch instead of failing on every rerun.
+    Loaded with ``weights_only=True``: tensors and plain data only, so a file that holds anything else (a
+    pickle that would run code) is refused like a damaged one, never run. An unreadable checkpoint
+    (truncated, bit-flipped, not a checkpoint) is reported by path and moved aside (:func:`move_aside`), so
+    the run restarts from scratch instead of failing on every rerun.
     """
     import torch
 
@@ -133,7 +135,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict 
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
         if not isinstance(state, dict):
             raise ValueError(f"it holds a {type(state).__name__}, not a checkpoint dict")
     except Exception as error:  # torch.load raises many kinds (RuntimeError, UnpicklingError, EOFError, ...)

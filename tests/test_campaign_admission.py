@@ -46,5 +46,5 @@ def test_clock_counts_down_and_adds_phases():
     with clock.phase("a"):
         pass
     assert 0.01 <= clock.spent["a"] < 1.0 and 99.0 < clock.left() < 100.0
-    with pytest.raises(ValueError, match="budget_s=0"):
+    with pytest.raises(ValueError, match="budget-s=0"):
         Clock(0)

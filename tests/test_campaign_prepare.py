@@ -28,7 +28,7 @@ def test_prepare_copies_the_packed_file_and_refuses_above_64_mib(tmp_path):
     copied = root / ".window" / "data" / PACKED_NAME
     assert copied.stat().st_size == (find_offline_copy() / PACKED_NAME).stat().st_size
     assert 33 * 2**20 < ready["bytes"] < prep.LIMIT_BYTES and len(ready["commit"]) == 12
-    assert ready["carry"] == [".window/data", ".window/resume", ".window/site"]
+    assert ready["carry"] == [".window/data", ".window/site"]  # resume files are committed: they travel tracked
     with open(root / "big.bin", "wb") as handle:  # untracked and not ignored: it would travel
         handle.truncate(31 * 2**20)
     with pytest.raises(ValueError, match="above the device's 64 MiB"):

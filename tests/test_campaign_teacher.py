@@ -39,22 +39,36 @@ def test_paper_teacher_is_the_paper_default_and_elsewhere_only_where_better(tmp_
 
 def test_split_checkpoint_files_fit_and_join_back_verified(tmp_path):
     model = models.teacher()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2)
     model(torch.rand(2, 3, 32, 32)).sum().backward()
     optimizer.step()
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3, "log": [{"epoch": 4}],
-             "meta": {"recipe": {}}}
+    log = [{"epoch": e, "loss": 1.0, "test_acc": 10.0 * e} for e in range(1, 5)]
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3, "log": log,
+             "meta": {"recipe": {"resolutions": ((0, 32),)}, "n_train": 32, "source": "offline"}}
     torch.save(state, tmp_path / "checkpoint.pt")
     hashes = split_checkpoint(tmp_path / "checkpoint.pt", tmp_path / "out")
     assert all((tmp_path / "out" / name).stat().st_size < 16 * 2**20 for name in RESUME_FILES)
-    assert join_checkpoint(tmp_path / "out", tmp_path / "joined.pt", hashes)
-    joined = torch.load(tmp_path / "joined.pt", weights_only=False)
-    assert joined["epoch"] == 3 and joined["log"] == [{"epoch": 4}]
+    for name in RESUME_FILES:  # what a window returns loads as tensors and plain data only
+        torch.load(tmp_path / "out" / name, weights_only=True)
+    assert join_checkpoint(tmp_path / "out", tmp_path / "joined.pt", hashes, state["meta"])
+    joined = torch.load(tmp_path / "joined.pt", weights_only=True)
+    assert joined["epoch"] == 3 and joined["log"] == log and joined["meta"] == state["meta"]
+    assert all(torch.equal(joined["model"][k], v) for k, v in state["model"].items())
     for key, value in state["optimizer"]["state"].items():
         assert torch.equal(joined["optimizer"]["state"][key]["momentum_buffer"], value["momentum_buffer"])
     assert not join_checkpoint(tmp_path / "nothing", tmp_path / "other.pt")
     with pytest.raises(ValueError, match="SHA-256"):
         join_checkpoint(tmp_path / "out", tmp_path / "bad.pt", {name: "0" * 64 for name in RESUME_FILES})
+    with pytest.raises(ValueError, match="without their SHA-256"):
+        join_checkpoint(tmp_path / "out", tmp_path / "bad.pt", None)
+    with pytest.raises(ValueError, match="resumes another run"):
+        join_checkpoint(tmp_path / "out", tmp_path / "bad.pt", hashes, {**state["meta"], "n_train": 50_000})
+    wrong = {**state, "model": {**state["model"], "classifier.1.weight": torch.zeros(3, 3)}}
+    torch.save(wrong, tmp_path / "wrong.pt")
+    other = split_checkpoint(tmp_path / "wrong.pt", tmp_path / "wrong")
+    with pytest.raises(ValueError, match="classifier.1.weight"):  # checked against the teacher this checkout builds
+        join_checkpoint(tmp_path / "wrong", tmp_path / "bad.pt", other)
+    assert not (tmp_path / "bad.pt").exists()
 
 
 def test_install_measures_accuracy_again_and_refuses_a_mismatched_card(tmp_path):
@@ -81,9 +95,9 @@ def test_train_in_window_stops_with_the_budget_and_resumes_to_the_end(tmp_path):
     checkpoint = tmp_path / "teacher" / "checkpoint.pt"
     device = torch.device("cpu")
     assert train_in_window(config, data, data.subset(torch.arange(10)), device, checkpoint, lambda: 0.0) is None
-    assert len(torch.load(checkpoint, weights_only=False)["log"]) == 1  # one epoch, then the budget ended
-    split_checkpoint(checkpoint, tmp_path / "returned")  # what the window returns, and the next one carries
+    assert len(torch.load(checkpoint, weights_only=True)["log"]) == 1  # one epoch, then the budget ended
+    hashes = split_checkpoint(checkpoint, tmp_path / "returned")  # what the window returns, the next one carries
     resumed = tmp_path / "next" / "checkpoint.pt"
-    assert join_checkpoint(tmp_path / "returned", resumed)
+    assert join_checkpoint(tmp_path / "returned", resumed, hashes)
     result = train_in_window(config, data, data.subset(torch.arange(10)), device, resumed, lambda: 1e9)
     assert result is not None and [row["epoch"] for row in result.log] == [1, 2]

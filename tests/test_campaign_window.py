@@ -53,7 +53,10 @@ def test_tiny_window_then_ingest(tmp_path):
     assert all(len(r["log"]) == 1 and len(r["row"]["weights_sha256"]) == 64 for r in runs)
 
     refused = _campaign("--ingest", str(out))  # a tiny window never goes into the committed results
-    assert refused.returncode == 2 and "--tiny window" in refused.stderr
+    assert refused.returncode == 2 and "tiny=True does not match this command" in refused.stderr
+    refused = _campaign("--ingest", str(out), "--tiny")
+    assert refused.returncode == 2 and "--results DIR" in refused.stderr
+    common += ["--tiny"]
     ingested = _campaign("--ingest", str(out), *common)
     assert ingested.returncode == 0, ingested.stderr[-3000:]
     assert "runs_added: 2" in ingested.stdout and (work / "teacher.pt").is_file()

@@ -199,8 +199,8 @@ def test_paper_run_merges_into_committed_results_never_overwrites(tmp_path, monk
     monkeypatch.setattr(paths, "RESULTS_DIR", tmp_path / "results")
     earlier = [{"run_key": "from-a-window", "method": "kd", "seed": 0, "final_acc": 91.0, "status": "complete"}]
     ingest.merge_results([{"row": earlier[0], "log": []}],
-                         {"window": "w1", "profile": "paper", "device": "GPU", "commit": "abc", "precision": "bf16",
-                          "trainer": "wide", "torch": "2.11", "date": "2026-01-01"},
+                         {"window": "20260101T000000Z-abc", "profile": "paper", "device": "GPU", "commit": "abc",
+                          "precision": "bf16", "trainer": "wide", "torch": "2.11", "date": "2026-01-01"},
                          paths.RESULTS_DIR)
     config = make_config("paper", seeds=(3,))
     table = pd.DataFrame([{"run_key": "from-run", "method": "baseline", "seed": 3, "final_acc": 90.5,

@@ -4,8 +4,9 @@
 ``-p profile <profile>``, into ``_build/executed/<profile>/``) and :func:`stage_and_build` (copies
 the book's sources and the executed notebooks into a staging folder and builds the site with
 warnings as errors). Jupyter Book itself never executes anything. A chapter is re-executed only
-when its source or the library is newer than its executed copy, so a rebuild after a text edit
-takes seconds. Described in the introduction ("How to run it").
+when its source, the library or the committed ``results/`` is newer than its executed copy (the summary
+pages also when a page before them ran again), so a rebuild after a text edit takes seconds. Described in
+the introduction ("How to run it").
 """
 from __future__ import annotations
 
@@ -84,9 +85,15 @@ def _toc_files(node) -> list[str]:
 
 
 def _library_mtime() -> float:
-    """The newest file of the installed library (code, templates, weight cards)."""
+    """The newest file of the installed library (code, templates, tables, weights and their cards)."""
     files = PACKAGE.rglob("*")
-    return max(p.stat().st_mtime for p in files if p.suffix in (".py", ".html", ".json"))
+    return max(p.stat().st_mtime for p in files if p.is_file() and "__pycache__" not in p.parts)
+
+
+def _inputs_mtime(root: Path) -> float:
+    """The newest input a page reads from the checkout: the library and the committed ``results/``."""
+    results = [p.stat().st_mtime for p in (Path(root) / "results").rglob("*") if p.is_file()]
+    return max([_library_mtime(), *results])
 
 
 def _is_fresh(source: Path, executed: Path, parameters: dict, library_mtime: float) -> bool:
@@ -139,7 +146,7 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
     root = Path(root)
     out_dir = Path(out_dir) if out_dir is not None else root / "_build" / "executed" / profile
     params = {"profile": profile, **(parameters or {})}
-    library_mtime = _library_mtime()
+    library_mtime = _inputs_mtime(root)
     runs = []
     chapters = execution_order(chapters_from_toc(root) if chapters is None else [Path(c) for c in chapters])
     for chapter in chapters:
@@ -147,7 +154,9 @@ def execute_chapters(profile: str, out_dir: str | Path | None = None, chapters: 
         if not source.exists():
             raise ValueError(f"chapters: {chapter} does not exist under {root}; allowed: notebooks of _toc.yml")
         watch = Stopwatch()
-        skipped = not force and _is_fresh(source, executed, params, library_mtime)
+        # a summary page reads the runs of the pages before it: stale when one of them ran again
+        rerun = chapter in SUMMARY_PAGES and any(not r.skipped for r in runs)
+        skipped = not force and not rerun and _is_fresh(source, executed, params, library_mtime)
         if not skipped:
             _execute(source, executed, params, progress)
         runs.append(ChapterRun(source, executed, watch.seconds, skipped))

@@ -41,7 +41,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--teacher-weights", type=Path, default=None,
                         help="the paper teacher's weights file (default: the package's; --tiny: one in --work)")
     parser.add_argument("--resume-dir", type=Path, default=None,
-                        help="where an unfinished teacher's resume files wait (default: .window/resume)")
+                        help="where an unfinished teacher's resume files are committed (default: "
+                             "<results>/<profile>/teacher_resume; --tiny without --results: one in --work)")
 
 
 def cli(config: Config, args) -> int:
@@ -58,16 +59,16 @@ def cli(config: Config, args) -> int:
 
 
 def _paths(config: Config, args, tiny: bool) -> dict:
-    from igkd_lib.paths import CHECKOUT, RESULTS_DIR
+    from igkd_lib.campaign.resume_files import RESUME_DIR
+    from igkd_lib.paths import RESULTS_DIR
     from igkd_lib.training.teacher import PAPER_WEIGHTS
 
     work = args.work or Path(config.cache_dir) / ("campaign-tiny" if tiny else "campaign")
-    if tiny:
-        return {"work": work, "teacher_weights": args.teacher_weights or work / "teacher.pt",
-                "resume_dir": args.resume_dir or work / "resume", "results_dir": args.results}
-    return {"work": work, "teacher_weights": args.teacher_weights or PAPER_WEIGHTS,
-            "resume_dir": args.resume_dir or CHECKOUT / ".window" / "resume",
-            "results_dir": args.results or RESULTS_DIR}
+    results = args.results if tiny else args.results or RESULTS_DIR
+    resume = args.resume_dir or (Path(results) / config.profile / RESUME_DIR if results is not None
+                                 else work / "resume")
+    weights = args.teacher_weights or (work / "teacher.pt" if tiny else PAPER_WEIGHTS)
+    return {"work": work, "teacher_weights": weights, "resume_dir": resume, "results_dir": results}
 
 
 def _window(config: Config, args) -> int:
@@ -75,7 +76,7 @@ def _window(config: Config, args) -> int:
     from igkd_lib.campaign.window import WindowOptions, run_window
 
     if args.tiny:
-        config = _tiny(config)
+        config = _tiny(config, args)
     paths = _paths(config, args, args.tiny)
     if args.max_group < 1 or (args.max_runs is not None and args.max_runs < 1):
         raise ValueError(f"--max-group={args.max_group} / --max-runs={args.max_runs} are not allowed; allowed: >= 1")
@@ -85,27 +86,32 @@ def _window(config: Config, args) -> int:
     return run_window(config, options, Clock(args.budget_s, _STARTED))
 
 
-def _tiny(config: Config) -> Config:
-    from igkd_lib.config import make_config
+def _tiny(config: Config, args) -> Config:
+    """The smoke profile on the CPU (:data:`TINY`), with the command's ``--set`` overrides on top (never dropped)."""
+    from igkd_lib.config import make_config, parse_override
 
-    return make_config("smoke", cache_dir=config.cache_dir, **TINY)
+    overrides = dict(parse_override(item) for item in getattr(args, "overrides", []))
+    return make_config("smoke", **{"cache_dir": config.cache_dir, **TINY, **overrides})
 
 
 def _ingest(config: Config, args) -> int:
-    from igkd_lib.campaign.ingest import WINDOW_FILE, ingest
+    """Ingest a returned folder; where things go comes from this command's options (``--tiny``, ``--results``,
+    ``--teacher-weights``, ``--resume-dir``), never from the folder."""
+    from igkd_lib.campaign.ingest import check_mode, ingest
+    from igkd_lib.campaign.returned import read_returned
     from igkd_lib.data.cifar10 import load_splits
-    from igkd_lib.storage import read_json
 
-    meta = read_json(args.ingest / WINDOW_FILE) if (args.ingest / WINDOW_FILE).is_file() else {}
-    tiny = bool(meta.get("tiny")) or args.tiny
-    if tiny:
+    returned = check_mode(read_returned(args.ingest), args.tiny)  # before anything slow: the folder's claims
+    if args.tiny:
         if args.results is None:
-            raise ValueError(f"{args.ingest} holds a --tiny window; allowed: ingest it with --results DIR "
-                             "(never into the committed results)")
-        config = _tiny(config)
-    paths = _paths(config, args, tiny)
-    test = load_splits(config)[1]
-    report = ingest(args.ingest, paths["results_dir"], paths["teacher_weights"], paths["resume_dir"], test)
+            raise ValueError("--tiny --ingest needs --results DIR; allowed: a --tiny window's folder ingested into "
+                             "a results folder of its own (never into the committed results)")
+        config = _tiny(config, args)
+    paths = _paths(config, args, args.tiny)
+    finished = (returned.meta.get("teacher") or {}).get("status") == "finished"
+    test = load_splits(config)[1] if finished else None  # a finished teacher's accuracy is measured again here
+    report = ingest(args.ingest, paths["results_dir"], paths["teacher_weights"], paths["resume_dir"], test,
+                    tiny=args.tiny, config=config)
     for name, value in report.items():
         print(f"{name}: {value}")
     return 0
@@ -116,6 +122,7 @@ def _prepare(args) -> int:
 
     ready = prepare()
     print(f"ready: {ready['bytes'] / 2**20:.1f} MiB travel (limit 64 MiB); commit {ready['commit']}")
+    print(f"teacher: {ready['teacher']}")
     print("\nrun on the device (tool `run`), then ingest:")
     print("  kind:      nvidia-h200 (preferred for its memory bandwidth; nvidia-h100-x1 also works)")
     print(f"  timeout_s: {TIMEOUT_S}")

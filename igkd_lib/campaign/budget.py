@@ -10,8 +10,8 @@ class Clock:
     """``left()`` seconds of ``budget_s`` remain; ``phase(name)`` adds the time of a ``with`` block to ``spent``."""
 
     def __init__(self, budget_s: float, started: float | None = None):
-        if not budget_s > 0:
-            raise ValueError(f"budget_s={budget_s!r} is not allowed; allowed: a number of seconds > 0")
+        if not 0 < budget_s <= 86_400:  # inf would pass "> 0" and write non-standard JSON
+            raise ValueError(f"--budget-s={budget_s!r} is not allowed; allowed: a number of seconds in (0, 86400]")
         self.budget_s = float(budget_s)
         self.started = time.monotonic() if started is None else started
         self.spent: dict[str, float] = {}

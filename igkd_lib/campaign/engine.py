@@ -17,7 +17,7 @@ import torch
 from igkd_lib.storage import atomic_write_json, read_json
 from igkd_lib.training.wide_model import default_layout
 
-__all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "choose", "read_engine", "keep_engine"]
+__all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "choose", "check_engine", "read_engine", "keep_engine"]
 
 ENGINE_FILE = "engine.json"
 # a compiled step is kept only when it trains at least this much faster than eager in the probe
@@ -42,6 +42,22 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
         if fastest != "none" and ran[fastest] >= COMPILE_MARGIN * eager:
             settings["train_compile"] = fastest
     return {"settings": settings, "window": window, "basis": basis}
+
+
+def check_engine(engine, where: str) -> dict:
+    """``engine`` as :func:`choose` makes it, or an error naming ``where`` and the field (it came from elsewhere)."""
+    from igkd_lib.training.loop import COMPILE_CHOICES
+    from igkd_lib.training.wide_model import LAYOUTS
+
+    allowed = {"wide_layout": LAYOUTS, "train_compile": COMPILE_CHOICES}
+    if not (isinstance(engine, dict) and isinstance(engine.get("settings"), dict)
+            and isinstance(engine.get("window"), str) and isinstance(engine.get("basis", []), list)):
+        raise ValueError(f"{where}={engine!r} is not allowed; allowed: {{settings, window, basis}} as a probe chose it")
+    for name, value in engine["settings"].items():
+        if value not in allowed.get(name, ()):
+            raise ValueError(f"{where}.settings.{name}={value!r} is not allowed; allowed: "
+                             + "; ".join(f"{k}: {', '.join(v)}" for k, v in allowed.items()))
+    return engine
 
 
 def _path(results_dir: Path | None, profile: str) -> Path | None:

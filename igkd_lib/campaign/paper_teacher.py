@@ -3,7 +3,8 @@
 The recipe is :func:`igkd_lib.training.teacher.recipe_from_config` at the ``paper`` profile (SGD Nesterov,
 lr 1e-2, weight decay 1e-2, batch 256, 100 epochs, warm-up then cosine). A window trains epoch by
 epoch while its budget allows; an unfinished run comes back as two checkpoint files (each under the
-16 MiB a returned file may hold) that the next window carries and resumes. A finished teacher comes
+16 MiB a returned file may hold; :mod:`igkd_lib.campaign.resume_files`) that ingest commits and the next
+window resumes, on whichever machine it runs. A finished teacher comes
 back as float32 weights (~9 MB) and a card; :func:`install` verifies them, re-measures their accuracy
 on the data in use (float32, CPU) and makes them the ``paper`` teacher, and the default of every
 profile where they beat the CPU teacher (:func:`igkd_lib.training.teacher.preferred_weights`).
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from igkd_lib.campaign.resume_files import RESUME_FILES, read_resume, write_parts
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import Cifar10
-from igkd_lib.storage import atomic_path, atomic_torch_save, atomic_write_json, sha256_file
+from igkd_lib.storage import atomic_path, atomic_torch_save, atomic_write_json, load_checkpoint, sha256_file
 from igkd_lib.timing import Stopwatch
 from igkd_lib.training.loop import TrainResult, evaluate
 from igkd_lib.training.teacher import (
@@ -28,10 +30,8 @@ from igkd_lib.training.teacher import (
     train_teacher,
 )
 
-__all__ = ["RESUME_FILES", "train_in_window", "split_checkpoint",
-           "join_checkpoint", "install", "measured_accuracy", "ship_to"]
-
-RESUME_FILES = ("teacher_resume_model.pt", "teacher_resume_optim.pt")
+__all__ = ["RESUME_FILES", "train_in_window", "epochs_done", "split_checkpoint", "join_checkpoint", "check_install",
+           "write_install", "install", "measured_accuracy", "ship_to"]
 
 
 def measured_accuracy(model: torch.nn.Module, test: Cifar10, batch_size: int = 1000) -> float:
@@ -48,7 +48,7 @@ def train_in_window(config: Config, train: Cifar10, test: Cifar10, device: torch
     recipe = recipe_from_config(config)
     epoch_cost, result = None, None
     while True:
-        done = len(torch.load(checkpoint, map_location="cpu", weights_only=False)["log"]) if checkpoint.is_file() else 0
+        done = epochs_done(checkpoint)
         if done >= recipe.epochs:
             return result if result is not None else _finished(recipe, train, test, device, checkpoint)
         if epoch_cost is not None and seconds_left() < 1.25 * epoch_cost:
@@ -75,35 +75,37 @@ def ship_to(result: TrainResult, config: Config, source: str, device: torch.devi
     return card
 
 
+def epochs_done(checkpoint: Path) -> int:
+    """Epochs a window's scratch checkpoint holds (0 when absent), read as tensors and plain data only."""
+    state = load_checkpoint(checkpoint)  # weights_only; an unreadable one is moved aside
+    return len(state["log"]) if state else 0
+
+
 def split_checkpoint(checkpoint: Path, folder: Path) -> dict:
-    """Write ``checkpoint`` as two files (weights + log; optimiser state) in ``folder``; their SHA-256s."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model_part = {k: v for k, v in state.items() if k != "optimizer"}
-    atomic_torch_save(folder / RESUME_FILES[0], model_part)
-    atomic_torch_save(folder / RESUME_FILES[1], {"optimizer": state["optimizer"]})
-    return {name: sha256_file(folder / name) for name in RESUME_FILES}
+    """Write ``checkpoint`` as the two resume files in ``folder`` (igkd_lib.campaign.resume_files); their SHA-256s."""
+    state = load_checkpoint(checkpoint)
+    if state is None:
+        raise ValueError(f"checkpoint={checkpoint} is absent or unreadable; allowed: the window's teacher checkpoint")
+    return write_parts(folder, state)
 
 
-def join_checkpoint(folder: Path, checkpoint: Path, sha256: dict | None = None) -> bool:
-    """Rebuild a checkpoint from the two files of :func:`split_checkpoint`; False when absent.
+def join_checkpoint(folder: Path, checkpoint: Path, sha256: dict | None = None,
+                    expected_meta: dict | None = None) -> bool:
+    """Rebuild a checkpoint from the two files of :func:`split_checkpoint`; False when neither is there.
 
-    ``sha256`` (name -> hash, e.g. from ``folder/manifest.json``) is verified first: a mismatch is an error.
+    ``sha256`` (name -> hash, from ``resume.json`` or ``window.json``) is required and verified first, the
+    files are loaded as tensors and plain data only and checked against this checkout's teacher (and
+    ``expected_meta``: the recipe and data of the run that resumes): any mismatch is an error.
     """
-    paths = [folder / name for name in RESUME_FILES]
-    if not all(p.is_file() for p in paths):
+    if not any((Path(folder) / name).exists() for name in RESUME_FILES):
         return False
-    for path in paths:
-        if sha256 is not None and sha256.get(path.name) != sha256_file(path):
-            raise ValueError(f"resume file {path} does not match its recorded SHA-256; allowed: the files a "
-                             "window returned (delete the folder to restart the teacher)")
-    state = torch.load(paths[0], map_location="cpu", weights_only=False)
-    state["optimizer"] = torch.load(paths[1], map_location="cpu", weights_only=False)["optimizer"]
+    state = read_resume(folder, sha256, expected_meta)
     atomic_torch_save(checkpoint, state)
     return True
 
 
-def install(returned: Path, test: Cifar10, weights: Path = PAPER_WEIGHTS) -> dict:
-    """Install a window's ``teacher.pt`` + ``teacher.json`` as the paper teacher; returns the installed card.
+def check_install(returned: Path, test: Cifar10) -> dict:
+    """The card a window's ``teacher.pt`` + ``teacher.json`` would be installed with; writes nothing.
 
     The SHA-256 must match the card; the accuracy is measured again here (float32, on ``test``) and
     becomes the card's ``test_accuracy`` (the device's figure is kept as ``device_test_accuracy``).
@@ -114,12 +116,23 @@ def install(returned: Path, test: Cifar10, weights: Path = PAPER_WEIGHTS) -> dic
                          "teacher.pt and teacher.json of one window")
     model, card = loaded
     accuracy = measured_accuracy(model, test)
-    card = {**card, "device_test_accuracy": card["test_accuracy"], "test_accuracy": accuracy,
+    return {**card, "device_test_accuracy": card["test_accuracy"], "test_accuracy": accuracy,
             "measured_on": f"{test.source} test split, {len(test)} images, float32 CPU"}
+
+
+def write_install(returned: Path, card: dict, weights: Path = PAPER_WEIGHTS) -> None:
+    """Copy the checked ``returned`` weights to ``weights`` and write ``card`` beside them (verified after)."""
     weights.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights) as tmp:
         shutil.copyfile(returned, tmp)
     if sha256_file(weights) != card["sha256"]:
         raise RuntimeError(f"the copy {weights} failed its SHA-256 check right after writing")
     atomic_write_json(weights.with_suffix(".json"), card)
+
+
+def install(returned: Path, test: Cifar10, weights: Path = PAPER_WEIGHTS) -> dict:
+    """Install a window's ``teacher.pt`` + ``teacher.json`` as the paper teacher; returns the installed card
+    (:func:`check_install`, then :func:`write_install`)."""
+    card = check_install(returned, test)
+    write_install(returned, card, weights)
     return card

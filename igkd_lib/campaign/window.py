@@ -20,6 +20,7 @@ from igkd_lib.campaign.engine import choose, read_engine
 from igkd_lib.campaign.ingest import done_keys
 from igkd_lib.campaign.maps_check import bf16_agreement
 from igkd_lib.campaign.paper_teacher import (
+    epochs_done,
     join_checkpoint,
     measured_accuracy,
     ship_to,
@@ -36,13 +37,14 @@ from igkd_lib.campaign.queue import (
     uses_maps,
 )
 from igkd_lib.campaign.results import WindowResults, summary_lines
+from igkd_lib.campaign.resume_files import committed_hashes
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
 from igkd_lib.provenance import device_name, resolve_device
-from igkd_lib.storage import model_sha256, read_json
+from igkd_lib.storage import model_sha256
 from igkd_lib.training import wide
 from igkd_lib.training.loop import COMPILE_CHOICES, precision_name
-from igkd_lib.training.teacher import load_shipped_teacher
+from igkd_lib.training.teacher import checkpoint_meta, load_shipped_teacher, recipe_from_config
 from igkd_lib.training.wide_model import resolve_layout
 
 __all__ = ["WindowOptions", "run_window"]
@@ -172,16 +174,11 @@ def _teacher_phase(config, options, results, train, test, device, clock):
                                     "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
         return model, card["sha256"]
     checkpoint = options.work / "teacher" / "checkpoint.pt"
-    if not checkpoint.is_file():
-        manifest = options.resume_dir / "manifest.json"
-        hashes = read_json(manifest).get("sha256") if manifest.is_file() else None
-        if join_checkpoint(options.resume_dir, checkpoint, hashes):
-            print(f"teacher: resuming from {options.resume_dir}", flush=True)
+    _resume_teacher(config, options, train, checkpoint)
     result = train_in_window(config, train, test, device, checkpoint, lambda: clock.left() - options.reserve_s)
     if result is None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint.is_file() else None
-        done = len(state["log"]) if state else 0
-        hashes = split_checkpoint(checkpoint, options.out) if state else {}
+        done = epochs_done(checkpoint)
+        hashes = split_checkpoint(checkpoint, options.out) if done else {}
         print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written",
               flush=True)
         results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes})
@@ -193,6 +190,21 @@ def _teacher_phase(config, options, results, train, test, device, clock):
     results.write_meta(teacher={"status": "finished", "sha256": card["sha256"],
                                 "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
     return model, card["sha256"]
+
+
+def _resume_teacher(config, options, train, checkpoint: Path) -> None:
+    """Start the scratch checkpoint from the committed resume files where there are some (they win over a
+    scratch checkpoint left on this machine): verified against their ``resume.json``, loaded as tensors and
+    plain data, checked against this checkout's teacher and this window's recipe and data."""
+    hashes = committed_hashes(options.resume_dir)
+    if hashes is None:
+        if checkpoint.is_file():
+            print(f"teacher: resuming from this machine's checkpoint ({epochs_done(checkpoint)} epochs)", flush=True)
+        return
+    expected = checkpoint_meta(recipe_from_config(config), train)
+    join_checkpoint(options.resume_dir, checkpoint, hashes, expected)
+    print(f"teacher: resuming from {options.resume_dir} after epoch {epochs_done(checkpoint)} (committed resume "
+          "files, SHA-256 verified)", flush=True)
 
 
 # --------------------------------------------------------------------------- students

@@ -36,7 +36,7 @@ from igkd_lib.evidence.stats import holm, interaction, welch_difference, wilson_
 
 __all__ = ["VERDICTS", "SMALLEST_EFFECT", "ABSOLUTE_MARGIN", "LEVEL", "COLUMNS", "claims_table", "official_claims",
            "size_claim", "latency_claim", "variant_overrides", "teacher_claim", "checkpoint_claim", "build_runs",
-           "evidence", "findings", "power_by_source", "cli"]
+           "evidence", "findings", "power_by_source", "checked_runs", "cli"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "not tested")
 SMALLEST_EFFECT = 0.2  # points of accuracy
@@ -295,6 +295,7 @@ def claims_table(runs: pd.DataFrame, source: str, *, canonical: bool = False, of
     missing = [c for c in ("method", "final_acc") if c not in runs.columns]
     if missing and len(runs):
         raise ValueError(f"runs lacks column(s) {missing}; allowed: a run table with method and final_acc")
+    runs, set_aside = checked_runs(runs, source)
     runs = _with_knobs(runs) if len(runs) else pd.DataFrame(columns=["method", "final_acc", *_KNOBS])
     arms = _arms(runs)
     rows = [_difference_row(claim, f"{_R[a]:.2f} vs {_R[b]:.2f}", source, arms[a], arms[b], (a, b))
@@ -311,7 +312,29 @@ def claims_table(runs: pd.DataFrame, source: str, *, canonical: bool = False, of
     rows.append(_maps_matter_row(runs, source))
     theirs = None if official else _official_arm("kd_ig")
     rows.append(_absolute_row(arms["kd_ig"], source, canonical, theirs))
-    return _finish(rows)
+    table = _finish(rows)
+    table.attrs["set_aside"] = set_aside
+    return table
+
+
+def checked_runs(runs: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """``runs`` with every row checked (:func:`igkd_lib.evidence.run_rows.check_row`: a partial or non-numeric row is an
+    error naming ``source``, the row and the field, never dropped silently) and one row per (method, variant,
+    seed), the first kept; with one line per row set aside (:func:`igkd_lib.evidence.run_rows.one_per_run`)."""
+    from igkd_lib.evidence.run_rows import check_row, one_per_run
+
+    if not len(runs) or "seed" not in runs.columns:
+        return runs, []
+    required = ("method", "seed", "final_acc")
+    records = [check_row({k: v for k, v in row.items() if k in required or not _blank(v)}, f"{source}, row {i}")
+               for i, row in enumerate(runs.to_dict("records"), start=1)]
+    # without a variant column a row's knobs are its identity (_dedupe, by run key or knob values)
+    kept, set_aside = one_per_run(records) if "variant" in runs.columns else (records, [])
+    return pd.DataFrame(kept, columns=list(runs.columns)).astype({"seed": int}), set_aside
+
+
+def _blank(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
 def _maps_matter_row(runs: pd.DataFrame, source: str) -> dict:
@@ -389,8 +412,11 @@ def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFr
     if measured is not None:
         tables.append(_finish([checkpoint_claim(measured)]))
     if len(committed):
-        tables.append(claims_table(committed, f"committed paper-profile runs ({_data_note(committed)})",
-                                   canonical=_canonical(committed)))
+        table = claims_table(committed, f"committed paper-profile runs ({_data_note(committed)})",
+                             canonical=_canonical(committed))
+        if table.attrs["set_aside"]:  # the same run twice (e.g. under two engines) counts once; say so
+            table["source"] += f" ({len(table.attrs['set_aside'])} repeated run(s) set aside)"
+        tables.append(table)
     if runs is not None and len(runs):
         label = f"this build ({config.profile if config else runs['profile'].iloc[0]} profile, {_data_note(runs)})"
         tables.append(claims_table(runs, label, canonical=_canonical(runs)))
@@ -455,6 +481,8 @@ def cli(config, args) -> int:
         table = claims_table(runs, f"cached {config.profile}-profile runs ({_data_note(runs)})",
                              canonical=_canonical(runs))
     pd.set_option("display.width", 200)
+    for line in table.attrs.get("set_aside", []):
+        print(f"one run per (method, variant, seed): {line}")
     for source, group in table.groupby("source", sort=False):
         print(f"\n== {source}")
         for _, row in group.iterrows():

@@ -16,6 +16,7 @@ See the chapter "The authors' artifacts".
 from __future__ import annotations
 
 import re
+import sys
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import exact_rows, find_shared_folder, load_cifar10, stratified_subset
 from igkd_lib.evidence.stats import wilson_interval
 from igkd_lib.paths import PACKAGE
-from igkd_lib.storage import atomic_path, atomic_write_json, read_json, sha256_file, stable_hash
+from igkd_lib.storage import atomic_path, read_checked_json, sha256_file, stable_hash, write_checked_json
 
 __all__ = ["REPOSITORY", "CHECKPOINT_COMMIT", "CHECKPOINT_DATE", "RESULT_VERSIONS", "METHOD_NAMES",
            "OfficialUnavailable", "OfficialCheckpoint", "ten_run_accuracies", "checkpoints", "parse_name",
@@ -200,15 +201,15 @@ def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
     """
     full = load_cifar10("test", config)
     key = stable_hash({"files": [c.sha256 for c in checkpoints()], "source": full.source, "n_test": config.n_test,
-                       "subset_seed": config.subset_seed, "version": 1})
+                       "subset_seed": config.subset_seed, "version": 2})  # 2: the file carries a checksum
     path = Path(config.cache_dir) / "official-checkpoints" / f"measured-{key}.json"
-    if path.is_file():
-        stored = read_json(path)
+    stored = read_checked_json(path)  # an edited accuracy fails the checksum: moved aside, measured again
+    if stored is not None and isinstance(stored.get("rows"), list):
         table = pd.DataFrame(stored["rows"])
     else:
         table = _measure(config, full, progress)
         if not table["note"].str.startswith("unavailable").any():  # measure again once they can be found
-            atomic_write_json(path, {"rows": table.to_dict(orient="records")})
+            write_checked_json(path, {"rows": table.to_dict(orient="records")})
     table.attrs.update(data_source=full.source_label, canonical_source=full.source)
     return table
 
@@ -235,7 +236,10 @@ def _measure(config: Config, full, progress: bool) -> pd.DataFrame:
         row.update(_accuracy_columns("canonical_", _correct(model, canonical.images, canonical.labels, config),
                                      len(canonical)))
         rows.append(row)
-    return pd.DataFrame(rows)
+    # every column, also when no file could be measured (no ../shared, offline): the chapter shows the notes
+    columns = [f"{prefix}{name}" for prefix in ("", "canonical_") for name in ("n", "acc", "ci_low", "ci_high")]
+    return pd.DataFrame(rows).reindex(columns=[*rows[0], *columns] if rows else columns).loc[
+        :, lambda frame: ~frame.columns.duplicated()]
 
 
 def _with_interval(row: pd.Series, prefix: str) -> str:
@@ -264,4 +268,10 @@ def cli(config: Config, args) -> int:
               "the method. The exact-pixel images are the authors' test images (a subset of 1,017), so the name's "
               "number should lie inside that interval; the gap between the two columns is the JPEG copy's cost.")
     print(provenance_line(config, table.attrs["data_source"]))
+    if table["acc"].isna().all():  # nothing measured: say why, and fail (every row above is "-")
+        reasons = sorted({note.splitlines()[0] for note in table["note"] if note})
+        print("error: no published checkpoint could be measured: " + "; ".join(reasons) + ". Set "
+              "IGKD_OFFICIAL_CHECKPOINTS to a folder holding them (e.g. ../shared/data/official-checkpoints), or run "
+              "where raw.githubusercontent.com answers", file=sys.stderr)
+        return 1
     return 0

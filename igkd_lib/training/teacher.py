@@ -38,10 +38,10 @@ from igkd_lib.storage import (
 )
 from igkd_lib.training.loop import TrainResult, train_loop, warmup_cosine
 
-__all__ = ["TeacherRecipe", "AveragedTeacherRecipe", "recipe_from_config", "teacher_cache_key", "train_teacher",
-           "get_teacher",
-           "TeacherInfo", "SHIPPED_WEIGHTS", "PAPER_WEIGHTS", "SHIPPED_TARGET", "preferred_weights", "ship_teacher",
-           "load_shipped_teacher", "verify_weights", "WeightsError"]
+__all__ = ["TeacherRecipe", "AveragedTeacherRecipe", "recipe_from_config", "teacher_cache_key", "checkpoint_meta",
+           "train_teacher",
+           "get_teacher", "TeacherInfo", "SHIPPED_WEIGHTS", "PAPER_WEIGHTS", "SHIPPED_TARGET", "preferred_weights",
+           "ship_teacher", "load_shipped_teacher", "verify_weights", "WeightsError"]
 
 SHIPPED_WEIGHTS = PACKAGE / "weights" / "teacher_mobilenetv2_cifar10.pt"
 # the GPU-trained paper teacher, where a campaign installed it (igkd_lib.campaign.paper_teacher.install)
@@ -89,6 +89,11 @@ def recipe_from_config(config: Config) -> TeacherRecipe:
                          padding=config.crop_padding, seed=config.subset_seed)
 
 
+def checkpoint_meta(recipe: TeacherRecipe, train: Cifar10) -> dict:
+    """What a teacher's checkpoint must hold to be resumed by ``recipe`` on ``train`` (its recipe and data)."""
+    return {"recipe": dataclasses.asdict(recipe), "n_train": len(train), "source": train.source}
+
+
 def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: torch.device,
                   checkpoint: Path | None = None, progress: bool = True, init: dict | None = None,
                   **loop_options) -> TrainResult:
@@ -113,7 +118,7 @@ def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: 
         logits = net(x)
         return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing), logits
 
-    meta = {"recipe": dataclasses.asdict(recipe), "n_train": len(train), "source": train.source}
+    meta = checkpoint_meta(recipe, train)
     if init is not None:  # a checkpoint resumes only a stage that started from the same weights
         meta["init_sha256"] = model_sha256(model)
     if isinstance(recipe, AveragedTeacherRecipe):

@@ -28,8 +28,15 @@ from torch import nn
 
 from .augment import draw_crops, draws_batch
 from .faults import PRECOMPUTE_SEED, loader_order
-from .storage import atomic_torch_save, model_sha256, move_aside, read_checked_json, sha256_file, stable_hash
-from .storage import write_checked_json
+from .storage import (
+    atomic_torch_save,
+    model_sha256,
+    move_aside,
+    read_checked_json,
+    sha256_file,
+    stable_hash,
+    write_checked_json,
+)
 from .train import autocast, prepare_model
 
 __all__ = ["view_count", "view_index", "view_draws", "centre_view", "fold_batchnorm", "TeacherTable",

@@ -52,10 +52,10 @@ from .train import (
 )
 from .wide_model import WideStudent, resolve_layout, split_states
 
-__all__ = ["Member", "GROUP_FIELDS", "check_group", "member_losses", "train_group"]
+__all__ = ["Member", "GROUP_FIELDS", "check_group", "member_losses", "train_group", "epoch_rows"]
 
 # Fields every member of a group must share (they shape the group's tensors, steps or optimiser).
-GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root", "wide_layout")
+GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root", "wide_layout", "train_engine")
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,23 @@ def check_group(members: Sequence[Member]) -> list[Config]:
 
 
 def member_losses(logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor,
-                  temperature: torch.Tensor) -> torch.Tensor:
+                  temperature: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Each member's KD loss (N,) (:func:`igkd_lib.distill.kd_loss`, batch mean) for logits and teacher
-    targets (N, B, C), labels (N, B) and the members' ``alpha`` and ``temperature`` (N,)."""
+    targets (N, B, C), labels (N, B) and the members' ``alpha`` and ``temperature`` (N,). ``rows`` (B,)
+    0/1: the mean is over the rows of weight 1 only (a padded batch, :mod:`igkd_lib.graph_step`)."""
     n, b, c = logits.shape
     logits = logits.float()  # float32, as in kd_loss (also under bf16 autocast)
-    hard = F.cross_entropy(logits.reshape(n * b, c), labels.reshape(-1), reduction="none").view(n, b).mean(1)
+
+    def mean(values):  # (N, B) -> (N,)
+        return values.mean(1) if rows is None else (values * rows.float()).sum(1) / rows.float().sum()
+
+    hard = mean(F.cross_entropy(logits.reshape(n * b, c), labels.reshape(-1), reduction="none").view(n, b))
     hard_weight = (1.0 - alpha.double()).float().view(n)  # the weights kd_loss's scalars become in float32
     soft_weight = (alpha.double() * temperature.double() ** 2).float().view(n)
     t = temperature.float().view(n, 1, 1)
     log_student = F.log_softmax(logits / t, dim=-1)
     log_teacher = F.log_softmax(targets.float() / t, dim=-1)
-    soft = (log_teacher.exp() * (log_teacher - log_student)).sum(-1).mean(1)
+    soft = mean((log_teacher.exp() * (log_teacher - log_student)).sum(-1))
     return hard_weight * hard + soft_weight * soft
 
 
@@ -168,13 +173,14 @@ class _Group:
             targets[i] = table[positions[i]]
         return x, positions, targets
 
-    def loss_fn(self, model, x, labels, targets):
-        """``(summed loss, (logits (N, B, C), member losses (N,)))``; x (N·B, 3, H, W) member-major."""
+    def loss_fn(self, model, x, labels, targets, rows=None):
+        """``(summed loss, (logits (N, B, C), member losses (N,)))``; x (N·B, 3, H, W) member-major;
+        ``rows``: see :func:`member_losses`."""
         n = self.n
         b = x.shape[0] // n
         wide_x = x.view(n, b, *x.shape[1:]).transpose(0, 1).reshape(b, n * x.shape[1], *x.shape[2:])
         logits = model(wide_x.contiguous(memory_format=torch.channels_last))
-        losses = member_losses(logits, targets, labels, self.alpha, self.temperature)
+        losses = member_losses(logits, targets, labels, self.alpha, self.temperature, rows)
         return losses.sum(), (logits, losses)
 
     @torch.inference_mode()
@@ -259,12 +265,17 @@ def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: i
     if group.config.bn_recalibrate:  # as train_student does before each evaluation (igkd_lib.batchnorm)
         recalibrate(model, images, copies=group.n)
     test_correct = group.test_correct(model, test_images, test_labels)
-    sums = torch.stack([loss_sum, correct.double(), test_correct.double()]).cpu()
+    return runner, compile_used, epoch_rows(epoch, loss_sum, correct, test_correct, n_train, len(test_images), watch)
+
+
+def epoch_rows(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, test_correct: torch.Tensor, n_train: int,
+               n_test: int, watch: Stopwatch) -> list[dict]:
+    """The members' log rows of one epoch from the device's sums (N,), read here, once."""
+    sums = torch.stack([loss_sum.double(), correct.double(), test_correct.double()]).cpu()
     seconds = watch.seconds
-    rows = [{"epoch": epoch + 1, "loss": float(sums[0, i]) / n_train, "train_acc": 100.0 * float(sums[1, i]) / n_train,
-             "test_acc": 100.0 * float(sums[2, i]) / len(test_images), "seconds": seconds,
-             "images_per_s": n_train / seconds} for i in range(group.n)]
-    return runner, compile_used, rows
+    return [{"epoch": epoch + 1, "loss": float(sums[0, i]) / n_train, "train_acc": 100.0 * float(sums[1, i]) / n_train,
+             "test_acc": 100.0 * float(sums[2, i]) / n_test, "seconds": seconds,
+             "images_per_s": n_train / seconds} for i in range(len(loss_sum))]
 
 
 def _finish_epoch(members, rows, logs, on_epoch, progress) -> None:

@@ -40,6 +40,7 @@ def test_the_graph_engine_needs_the_margin_over_the_fastest_compile_choice():
     probe["engines"] = [{"design": "graph engine", "ran": "cudagraph", "members": 8, "students_images_per_s": 660.0}]
     chosen = engine.choose(probe, "cuda", "w1")
     assert chosen["settings"] == {"train_engine": "graph"} and "graph engine: 660" in chosen["basis"][-1]
+    assert "train_engine" not in engine.choose(probe, "cpu", "w1")["settings"]  # CPU: it runs eagerly there
     probe["engines"][0]["students_images_per_s"] = 615.0  # 2.5 % faster: within the probe's noise
     assert engine.choose(probe, "cuda", "w1")["settings"] == {"train_compile": "cudagraph"}
     probe["trainers"].append({"design": "graph N=8", "layout": "grouped", "engine": "graph",

@@ -87,8 +87,11 @@ class _Step:
         self.global_step = torch.zeros(1, dtype=torch.int64, device=device)
         lr_dtype = torch.float64 if device.type == "cpu" else torch.float32
         self.schedule = torch.full((steps_total,), config.student_lr, dtype=lr_dtype, device=device)
-        self.lr = torch.tensor(config.student_lr, dtype=lr_dtype, device=device)
-        self.optimizer = _adam(model, self.lr, device)
+        self.optimizer = _adam(model, torch.tensor(config.student_lr, dtype=lr_dtype, device=device), device)
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the tensor the optimiser reads (set in place each step)
+        if not isinstance(self.lr, torch.Tensor):
+            raise TypeError(f"this torch ({torch.__version__}) keeps Adam's lr as a number; the graph engine needs "
+                            "a tensor learning rate (torch >= 2.2)")
         self.loss_sum = torch.zeros(plan.n, dtype=torch.float64, device=device)
         self.correct = torch.zeros(plan.n, dtype=torch.int64, device=device)
         self.buffers: dict[str, torch.Tensor] = {}

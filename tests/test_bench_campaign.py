@@ -49,7 +49,8 @@ def test_todays_design_and_the_graph_engine_side_by_side():
     assert [row["layout"] for row in rows] == ["serial", "serial"] and rows[1]["teacher_inferences"] > 0
     for row in rows:
         assert row["students_images_per_s"] == pytest.approx(2 * 64 / row["second_epoch_s"])
-    [line] = bench_campaign.engine_lines(rows)
+    line, teacher_line = bench_campaign.engine_lines(rows)
+    assert teacher_line.startswith("graph engine's teacher: ")
     assert line.startswith("graph engine / today's design (today's design, ran none) at N=2 = ")
     assert bench_campaign._engine_settings(bench_campaign.TODAY, torch.device("cuda")) == {
         "train_engine": "wide", "wide_layout": "grouped", "train_compile": "cudagraph"}

@@ -196,7 +196,10 @@ def engine_lines(rows: list[dict], today: dict | None = None) -> list[str]:
     return [f"graph engine / today's design ({today['design']}, ran {today.get('ran', '?')}) at N={new['members']} "
             f"= {new['students_images_per_s'] / today['students_images_per_s']:.2f}x "
             f"({new['students_images_per_s']:.0f} vs {today['students_images_per_s']:.0f} students·images/s)"
-            + target]
+            + target,
+            f"graph engine's teacher: {new['teacher_inferences']} images in {new['teacher_s']:.2f} s over both epochs "
+            f"({new['teacher_inferences'] / max(new['teacher_s'], 1e-9):.0f} teacher images/s: table entries and "
+            "overlaid images, inference in large batches)"]
 
 
 def ratio_lines(rows: list[dict]) -> list[str]:

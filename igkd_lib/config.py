@@ -43,6 +43,7 @@ STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
 WIDE_LAYOUTS = ("auto", "grouped", "serial")  # igkd_lib.training.wide_model.LAYOUTS; auto: the device's
+TRAIN_ENGINES = ("wide", "graph")  # igkd_lib.training.graph_step.ENGINES
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0
 MAX_LR = 10.0
@@ -62,7 +63,8 @@ IG_PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     # where and which runs: never part of what a run computes (nor of a checkpoint's identity)
     # (wide_layout, like num_threads, changes only the order of float roundings: not in a run's key)
-    "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds", "wide_layout"),
+    # (train_engine too: the graph engine computes the wide trainer's runs, tested equal on CPU)
+    "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds", "wide_layout", "train_engine"),
     "data": ("data_source", "n_train", "n_test", "subset_seed"),
     # what the trained teacher depends on (igkd_lib.training.teacher.recipe_from_config)
     "teacher": ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
@@ -139,6 +141,10 @@ class Config:
     # how the wide trainer runs a group (igkd_lib.training.wide_model): grouped kernels, the members one by one,
     # or auto (serial on CPU, grouped elsewhere; a window's probe may choose, igkd_lib.campaign.engine)
     wide_layout: str = "auto"
+    # which engine trains a group: the wide trainer (igkd_lib.training.wide), or the graph engine
+    # (igkd_lib.training.graph_step: the teacher's logits from a table, the whole step one CUDA graph); a window's
+    # probe may choose
+    train_engine: str = "wide"
     eval_batch_size: int = 500
     bn_recalibrate: bool = False  # recompute BatchNorm statistics on clean training images before each evaluation
     # integrated gradients
@@ -357,7 +363,7 @@ def _validate(c: Config) -> None:
         device=DEVICES, data_source=DATA_SOURCES, ig_method=IG_METHODS, ig_baseline=IG_BASELINES,
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
         teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS, map_source=MAP_SOURCES,
-        train_compile=TRAIN_COMPILES, wide_layout=WIDE_LAYOUTS,
+        train_compile=TRAIN_COMPILES, wide_layout=WIDE_LAYOUTS, train_engine=TRAIN_ENGINES,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

@@ -35,6 +35,19 @@ def test_a_compiled_step_needs_the_margin_and_must_have_run_as_itself():
     assert fell_back["settings"] == {}  # it measured eager
 
 
+def test_the_graph_engine_needs_the_margin_over_the_fastest_compile_choice():
+    probe = _probe(compiled={"cudagraph": ("cudagraph", 600.0)})
+    probe["engines"] = [{"design": "graph engine", "ran": "cudagraph", "members": 8, "students_images_per_s": 660.0}]
+    chosen = engine.choose(probe, "cuda", "w1")
+    assert chosen["settings"] == {"train_engine": "graph"} and "graph engine: 660" in chosen["basis"][-1]
+    assert "train_engine" not in engine.choose(probe, "cpu", "w1")["settings"]  # CPU: it runs eagerly there
+    probe["engines"][0]["students_images_per_s"] = 615.0  # 2.5 % faster: within the probe's noise
+    assert engine.choose(probe, "cuda", "w1")["settings"] == {"train_compile": "cudagraph"}
+    probe["trainers"].append({"design": "graph N=8", "layout": "grouped", "engine": "graph",
+                              "students_images_per_s": 9e9})  # the graph rows never choose a wide layout
+    assert engine.choose(probe, "cuda", "w1")["basis"][0].startswith("fastest wide design: wide N=8 grouped")
+
+
 def test_the_first_ingested_engine_stays(tmp_path):
     assert engine.read_engine(tmp_path, "paper") is None and engine.read_engine(None, "paper") is None
     first = {"settings": {"train_compile": "compile"}, "window": "w1", "basis": []}

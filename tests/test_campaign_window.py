@@ -43,7 +43,9 @@ def test_tiny_window_then_ingest(tmp_path):
     assert [row["members"] for row in probe["pointwise"]] == [1, 2]
     assert [row["design"] for row in probe["trainers"]] == ["single, per-step sync", "single, sync-free",
                                                             "wide N=1 grouped", "wide N=2 grouped",
-                                                            "wide N=1 serial", "wide N=2 serial"]
+                                                            "wide N=1 serial", "wide N=2 serial",
+                                                            "graph N=1", "graph N=2"]
+    assert [row["design"] for row in probe["engines"]] == ["graph engine"] and "probe: graph engine / " in run.stdout
     assert meta["layout"] == "serial" and probe["compile"][0]["layout"] in ("grouped", "serial")
     assert meta["engine"]["window"] == meta["window"] and meta["engine"]["settings"] == {}  # the CPU's defaults won
     assert [row["train_compile"] for row in probe["compile"]] == ["none"] and "probe: N=1:" in run.stdout

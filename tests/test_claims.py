@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from igkd_lib.evidence import claims
+from igkd_lib.evidence import claim_sources, claims
 
 _KNOBS = {"baseline": (0.0, 0.0), "kd": (0.01, 0.0), "ig": (0.0, 0.1), "kd_ig": (0.01, 0.1)}
 
@@ -99,9 +99,9 @@ def test_size_latency_and_teacher_claims():
 
 def test_findings_name_the_deciding_source():
     runs = _runs({"baseline": 90, "kd": 91, "ig": 90.8, "kd_ig": 92}, 3)
-    table = claims.evidence(runs=runs.assign(teacher_acc=90.16, teacher_origin="shipped", profile="quick"),
+    table = claim_sources.evidence(runs=runs.assign(teacher_acc=90.16, teacher_origin="shipped", profile="quick"),
                             committed=pd.DataFrame())
-    found = claims.findings(table)
+    found = claim_sources.findings(table)
     assert found["claim"].is_unique and set(found["status"]) <= set(claims.VERDICTS)
     row = found[found["claim"].str.startswith("KD + IG beats the student")].iloc[0]
     assert row["status from"].startswith("authors' ten-run file, 2025-03-23")
@@ -126,7 +126,7 @@ def test_command_line_prints_both_versions_and_a_power_table(capsys, tmp_path, m
     assert cli.main(["claims", "--source", "official"]) == 0
     out = capsys.readouterr().out
     assert "2025-03-18" in out and "2025-03-23" in out and "runs per arm" in out and "[   supported]" in out
-    monkeypatch.setattr(claims, "committed_results", lambda profile: pd.DataFrame())
+    monkeypatch.setattr(claim_sources, "committed_results", lambda profile: pd.DataFrame())
     assert cli.main(["claims", "--source", "paper"]) == 1
     assert "no results/paper/runs.csv" in capsys.readouterr().out
 

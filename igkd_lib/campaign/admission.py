@@ -1,7 +1,7 @@
 """Which runs a window can finish: the wide trainer's measured throughput against the time left.
 
-:func:`calibrate` times two short :func:`igkd_lib.training.wide.train_group` calls of the same N members on
-``k`` and ``3k`` training images; the difference gives students·images/s free of start-up costs
+:func:`calibrate` times two short calls of the members' engine (:func:`igkd_lib.training.graph_step.train_members`)
+of the same N members on ``k`` and ``3k`` training images; the difference gives students·images/s free of start-up costs
 (compilation, autotuning, the first evaluation), and the rest of the first call gives the fixed cost
 of a call. :func:`group_seconds` then predicts a whole group; a group is admitted only when that
 prediction, with a safety margin, fits in the time left.
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from igkd_lib.timing import Stopwatch
-from igkd_lib.training.wide import Member, train_group
+from igkd_lib.training.graph_step import train_members
+from igkd_lib.training.wide import Member
 
 __all__ = ["Rate", "calibrate", "group_seconds", "SAFETY", "EVAL_COST"]
 
@@ -62,5 +63,5 @@ def _timed(members, rows: int, teacher, maps, train, test, device) -> float:
              for m in members]
     probe_maps = None if maps is None else maps[:rows]
     watch = Stopwatch(device)
-    train_group(probe, teacher=teacher, maps=probe_maps, train=subset, test=test, device=device, progress=False)
+    train_members(probe, teacher=teacher, maps=probe_maps, train=subset, test=test, device=device, progress=False)
     return watch.seconds

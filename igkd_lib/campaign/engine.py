@@ -26,8 +26,13 @@ COMPILE_MARGIN = 1.05
 
 
 def choose(probe: dict, device_type: str, window: str) -> dict:
-    """``{"settings": config overrides, "window", "basis": the measured lines}`` from a probe's figures."""
-    wide = [row for row in probe["trainers"] if row.get("layout") is not None]
+    """``{"settings": config overrides, "window", "basis": the measured lines}`` from a probe's figures.
+
+    On CUDA the graph engine (``train_engine="graph"``, measured at the wide trainer's best N in
+    ``probe["engines"]``) is chosen, in place of a compile choice, when it trains at least
+    :data:`COMPILE_MARGIN` times faster than the fastest ``train_compile`` choice that ran as itself there.
+    """
+    wide = [row for row in probe["trainers"] if row.get("layout") is not None and row.get("engine", "wide") == "wide"]
     best = max(wide, key=lambda row: row["students_images_per_s"])
     settings, basis = {}, [f"fastest wide design: {best['design']} ({best['students_images_per_s']:.0f} "
                            "students·images/s)"]
@@ -41,6 +46,13 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
         basis.append(", ".join(f"train_compile={name}: {value:.0f}" for name, value in ran.items()))
         if fastest != "none" and ran[fastest] >= COMPILE_MARGIN * eager:
             settings["train_compile"] = fastest
+    graph = next((row for row in probe.get("engines", []) if row["design"] == "graph engine"), None)
+    if graph is not None and ran and device_type == "cuda":  # elsewhere it runs eagerly: nothing to gain
+        today = max(ran.values())
+        basis.append(f"graph engine: {graph['students_images_per_s']:.0f} (ran {graph['ran']}) at N={graph['members']}")
+        if graph["students_images_per_s"] >= COMPILE_MARGIN * today:
+            settings.pop("train_compile", None)
+            settings["train_engine"] = "graph"
     return {"settings": settings, "window": window, "basis": basis}
 
 

@@ -43,6 +43,7 @@ from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
 from igkd_lib.provenance import device_name, resolve_device
 from igkd_lib.storage import model_sha256
 from igkd_lib.training import wide
+from igkd_lib.training.graph_step import train_members
 from igkd_lib.training.loop import COMPILE_CHOICES, precision_name
 from igkd_lib.training.teacher import checkpoint_meta, load_shipped_teacher, recipe_from_config
 from igkd_lib.training.wide_model import resolve_layout
@@ -129,7 +130,7 @@ def _probe(config: Config, options: WindowOptions) -> dict:
     steps, sizes = (1, (1, 2)) if options.tiny else (None, None)
     kernels = pointwise.run(config, reps=1 if options.tiny else None, sizes=sizes)
     print("\n".join(f"probe: {line}" for line in pointwise.winner_lines(kernels)), flush=True)
-    trainers = bench_campaign.run(config, steps=steps, sizes=sizes)
+    trainers = bench_campaign.run(config, steps=steps, sizes=sizes, graph_sizes=None if options.tiny else (8, 16))
     print("\n".join(f"probe: {line}" for line in bench_campaign.ratio_lines(trainers)), flush=True)
     best = max((row for row in trainers if row["design"].startswith("wide")),
                key=lambda row: row["students_images_per_s"])
@@ -141,7 +142,15 @@ def _probe(config: Config, options: WindowOptions) -> dict:
         print(f"probe: train_compile={row['train_compile']} (ran {row['ran']}), N={row['members']}: "
               f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
               flush=True)
-    return {"pointwise": kernels, "trainers": trainers, "compile": compiles}
+    # the graph engine at the same N, timed the same way (second epoch), against the fastest of those
+    engines = bench_campaign.engine_rows(config, best["students"], steps=steps, designs=(bench_campaign.GRAPH,))
+    fastest = max((row for row in compiles if row["ran"] == row["train_compile"]),
+                  key=lambda row: row["students_images_per_s"], default=None)
+    if fastest is not None:
+        today = {**fastest, "design": f"wide N={fastest['members']} {fastest['layout']} "
+                                      f"train_compile={fastest['train_compile']}"}
+        print("\n".join(f"probe: {line}" for line in bench_campaign.engine_lines(engines, today)), flush=True)
+    return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines}
 
 
 def _engine(config: Config, options: WindowOptions, results: WindowResults, device: torch.device) -> Config:
@@ -341,7 +350,7 @@ def _train(config, options, results, group, teacher, maps, sha, train, test, dev
               f"({row['images_per_s']:.0f} img/s)", flush=True)
 
     group_maps = maps if any(uses_maps(config, e) for e, _ in group) else None
-    trained = wide.train_group(members, teacher=teacher, maps=group_maps, train=train, test=test, device=device,
+    trained = train_members(members, teacher=teacher, maps=group_maps, train=train, test=test, device=device,
                                progress=False, on_epoch=on_epoch, should_stop=lambda: clock.left() < options.reserve_s)
     for (entry, key), result in zip(group, trained):
         if result.model is not None:

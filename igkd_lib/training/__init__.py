@@ -6,6 +6,9 @@
 - :mod:`~igkd_lib.training.distill`: the KD loss ``(1 - alpha) CE + alpha T^2 KL``;
 - :mod:`~igkd_lib.training.student`: one student run (baseline, KD, IG, KD+IG);
 - :mod:`~igkd_lib.training.wide` / :mod:`~igkd_lib.training.wide_model`: N runs trained as one network;
+- :mod:`~igkd_lib.training.teacher_table` / :mod:`~igkd_lib.training.graph_step` /
+  :mod:`~igkd_lib.training.masked_batchnorm`: the GPU engine, the teacher's logits of every view in one table
+  and the whole step one CUDA graph (padded last batch, masked BatchNorm);
 - :mod:`~igkd_lib.training.batchnorm`, :mod:`~igkd_lib.training.faults`: BatchNorm recalibration, and the
   official code's faults as options.
 
@@ -17,6 +20,7 @@ from igkd_lib.training.loop import predict_logits
 from igkd_lib.training.student import train_student
 from igkd_lib.training.teacher import get_teacher
 
-MODULES = ("loop", "teacher", "teacher_shipping", "distill", "student", "wide", "wide_model", "batchnorm", "faults")
+MODULES = ("loop", "teacher", "teacher_shipping", "distill", "student", "wide", "wide_model", "batchnorm", "faults",
+           "teacher_table", "graph_step", "masked_batchnorm")
 __all__ = ["MODULES", "METHODS", "kd_loss", "soft_targets",
            "predict_logits", "train_student", "get_teacher"]

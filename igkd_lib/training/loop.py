@@ -63,12 +63,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def autocast(device: torch.device, bf16: bool | None = None):
+def autocast(device: torch.device, bf16: bool | None = None, cache: bool = True):
     """bf16 autocast where ``bf16`` (default: on CUDA only), nothing elsewhere (CPU results stay float32
-    and reproducible). The one place that says what "bf16" means for the library's arithmetic."""
+    and reproducible). The one place that says what "bf16" means for the library's arithmetic.
+    ``cache=False``: no cast weights kept between calls (required inside a CUDA graph capture)."""
     if bf16 is None:
         bf16 = device.type == "cuda"
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache) if bf16 else nullcontext()
 
 
 def precision_name(device: torch.device) -> str:

@@ -52,10 +52,11 @@ from igkd_lib.training.student import (
 )
 from igkd_lib.training.wide_model import WideStudent, resolve_layout, split_states
 
-__all__ = ["Member", "GROUP_FIELDS", "check_group", "member_losses", "train_group"]
+__all__ = ["Member", "GROUP_FIELDS", "GroupSetup", "check_group", "member_losses", "train_group", "epoch_rows",
+           "finish_epoch", "member_model"]
 
 # Fields every member of a group must share (they shape the group's tensors, steps or optimiser).
-GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root", "wide_layout")
+GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root", "wide_layout", "train_engine")
 
 
 @dataclass(frozen=True)
@@ -84,22 +85,27 @@ def check_group(members: Sequence[Member]) -> list[Config]:
 
 
 def member_losses(logits: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor,
-                  temperature: torch.Tensor) -> torch.Tensor:
+                  temperature: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Each member's KD loss (N,) (:func:`igkd_lib.training.distill.kd_loss`, batch mean) for logits and teacher
-    targets (N, B, C), labels (N, B) and the members' ``alpha`` and ``temperature`` (N,)."""
+    targets (N, B, C), labels (N, B) and the members' ``alpha`` and ``temperature`` (N,). ``rows`` (B,)
+    0/1: the mean is over the rows of weight 1 only (a padded batch, :mod:`igkd_lib.training.graph_step`)."""
     n, b, c = logits.shape
     logits = logits.float()  # float32, as in kd_loss (also under bf16 autocast)
-    hard = F.cross_entropy(logits.reshape(n * b, c), labels.reshape(-1), reduction="none").view(n, b).mean(1)
+
+    def mean(values):  # (N, B) -> (N,)
+        return values.mean(1) if rows is None else (values * rows.float()).sum(1) / rows.float().sum()
+
+    hard = mean(F.cross_entropy(logits.reshape(n * b, c), labels.reshape(-1), reduction="none").view(n, b))
     hard_weight = (1.0 - alpha.double()).float().view(n)  # the weights kd_loss's scalars become in float32
     soft_weight = (alpha.double() * temperature.double() ** 2).float().view(n)
     t = temperature.float().view(n, 1, 1)
     log_student = F.log_softmax(logits / t, dim=-1)
     log_teacher = F.log_softmax(targets.float() / t, dim=-1)
-    soft = (log_teacher.exp() * (log_teacher - log_student)).sum(-1).mean(1)
+    soft = mean((log_teacher.exp() * (log_teacher - log_student)).sum(-1))
     return hard_weight * hard + soft_weight * soft
 
 
-class _Group:
+class GroupSetup:
     """The group's per-member constants on the device, and its step and evaluation."""
 
     def __init__(self, members, configs, teacher, maps, train: Cifar10, device, progress):
@@ -168,13 +174,14 @@ class _Group:
             targets[i] = table[positions[i]]
         return x, positions, targets
 
-    def loss_fn(self, model, x, labels, targets):
-        """``(summed loss, (logits (N, B, C), member losses (N,)))``; x (N·B, 3, H, W) member-major."""
+    def loss_fn(self, model, x, labels, targets, rows=None):
+        """``(summed loss, (logits (N, B, C), member losses (N,)))``; x (N·B, 3, H, W) member-major;
+        ``rows``: see :func:`member_losses`."""
         n = self.n
         b = x.shape[0] // n
         wide_x = x.view(n, b, *x.shape[1:]).transpose(0, 1).reshape(b, n * x.shape[1], *x.shape[2:])
         logits = model(wide_x.contiguous(memory_format=torch.channels_last))
-        losses = member_losses(logits, targets, labels, self.alpha, self.temperature)
+        losses = member_losses(logits, targets, labels, self.alpha, self.temperature, rows)
         return losses.sum(), (logits, losses)
 
     @torch.inference_mode()
@@ -215,7 +222,7 @@ def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: t
     templates = [student.state_dict() for student in students]
     layout = resolve_layout(config.wide_layout, device)
     model = prepare_model(WideStudent(students, layout), device)
-    group = _Group(members, configs, teacher, maps, train, device, progress)
+    group = GroupSetup(members, configs, teacher, maps, train, device, progress)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.student_lr, fused=device.type == "cuda")
     runner, compile_used = compiled(model, config.train_compile, device)
     logs = [[] for _ in members]
@@ -224,14 +231,14 @@ def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: t
         if should_stop is not None and should_stop():
             break
         runner, compile_used, rows = _epoch(group, model, runner, compile_used, optimizer, data, epoch, progress)
-        _finish_epoch(members, rows, logs, on_epoch, progress)
+        finish_epoch(members, rows, logs, on_epoch, progress)
     info = {"compile": compile_used, "precision": precision_name(device), "trainer": "wide", "group_size": len(members),
             "layout": layout}
-    return [TrainResult(model=_member_model(c, state, device), log=log, info=info)
+    return [TrainResult(model=member_model(c, state, device), log=log, info=info)
             for c, state, log in zip(configs, split_states(model, templates), logs)]
 
 
-def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: int, progress: bool):
+def _epoch(group: GroupSetup, model, runner, compile_used, optimizer, data, epoch: int, progress: bool):
     """One epoch of the group: ``(runner, compile_used, rows)``; the device's sums are read once, at the end.
 
     ``seconds``: the epoch's wall time up to that read (training, recalibration, evaluation), as in
@@ -259,15 +266,20 @@ def _epoch(group: _Group, model, runner, compile_used, optimizer, data, epoch: i
     if group.config.bn_recalibrate:  # as train_student does before each evaluation (igkd_lib.training.batchnorm)
         recalibrate(model, images, copies=group.n)
     test_correct = group.test_correct(model, test_images, test_labels)
-    sums = torch.stack([loss_sum, correct.double(), test_correct.double()]).cpu()
+    return runner, compile_used, epoch_rows(epoch, loss_sum, correct, test_correct, n_train, len(test_images), watch)
+
+
+def epoch_rows(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, test_correct: torch.Tensor, n_train: int,
+               n_test: int, watch: Stopwatch) -> list[dict]:
+    """The members' log rows of one epoch from the device's sums (N,), read here, once."""
+    sums = torch.stack([loss_sum.double(), correct.double(), test_correct.double()]).cpu()
     seconds = watch.seconds
-    rows = [{"epoch": epoch + 1, "loss": float(sums[0, i]) / n_train, "train_acc": 100.0 * float(sums[1, i]) / n_train,
-             "test_acc": 100.0 * float(sums[2, i]) / len(test_images), "seconds": seconds,
-             "images_per_s": n_train / seconds} for i in range(group.n)]
-    return runner, compile_used, rows
+    return [{"epoch": epoch + 1, "loss": float(sums[0, i]) / n_train, "train_acc": 100.0 * float(sums[1, i]) / n_train,
+             "test_acc": 100.0 * float(sums[2, i]) / n_test, "seconds": seconds,
+             "images_per_s": n_train / seconds} for i in range(len(loss_sum))]
 
 
-def _finish_epoch(members, rows, logs, on_epoch, progress) -> None:
+def finish_epoch(members, rows, logs, on_epoch, progress) -> None:
     """Check the losses, append the rows, call ``on_epoch``, print the epoch's lines."""
     bad = [f"member {i} ({m.method}, seed {m.seed})" for i, (m, row) in enumerate(zip(members, rows))
            if not math.isfinite(row["loss"])]
@@ -292,7 +304,8 @@ def _group_line(members, rows) -> str:
             f"test {min(test):.2f}-{max(test):.2f}% ({len(members) * rows[0]['images_per_s']:.0f} students·img/s)")
 
 
-def _member_model(config: Config, state: dict, device: torch.device) -> nn.Module:
+def member_model(config: Config, state: dict, device: torch.device) -> nn.Module:
+    """One member's student network with its weights ``state``, on ``device``."""
     model = models.student(config.student_cut, dropout=config.student_dropout, normalise=config.student_normalise)
     model.load_state_dict(state)
     return prepare_model(model, device)

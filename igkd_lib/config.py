@@ -204,26 +204,17 @@ _SMOKE = dict(
     n_train=256, n_test=200, seeds=(0,), teacher_epochs=1, teacher_batch_size=64,
     student_epochs=1, student_batch_size=64, ig_steps=8, eval_batch_size=200, bn_recalibrate=True,
 )
-# quick: what the default `make book` runs, sized for at most 12 minutes on a 2-core CPU, set-up included
-# (README, "Where the time goes"). Measured on a quiet 2-core machine: a student trains at ~150 images/s
-# at batch 32; next to a training image, the teacher's forward for KD costs 0.31, an evaluated test image
-# 0.38 and a BatchNorm-recalibration image 0.42, so an epoch (2048 images, then recalibration on 512 and
-# evaluation on 1000) takes ~18 s (baseline, IG) or ~22 s (KD, KD + IG). Everything but the students
-# (set-up, chapter 2's 2048 IG maps, latency, the authors' files, the studies' probes, the site) takes
-# ~6.5 min, which leaves ~5 min of student training. The book trains four distinct runs on quick
-# (chapter 4's four methods at seed 0; chapters 5 and 8 and the summary pages read them from the run
-# cache, PLANS' studies keeps the Sobel-source run for `paper` and explicit sources), so
-# four epochs each (~5.3 min; eight took ~10.5 min for chapter 4 alone): four points per learning curve.
-# Baseline seed 0 with recalibrated BatchNorm, test accuracy after epochs 1-4, measured with this profile
-# (chapter 4 under papermill): 32.6, 37.4, 42.9, 42.2 %, 4.2 times chance. An earlier eight-epoch run:
-# 30.1, 37.0, 41.6, 44.4, 43.9, 47.8, 47.3, 48.1 % (without recalibration: 14.7, 35.4, 33.8, 38.8, 41.6,
-# 43.6, 43.3, 47.0 %), so epochs 5-8 would add ~4 points for ~5 more minutes. Adam at 2e-3 learnt no faster
-# (32.7, 35.4, 41.0, 41.6 % after epochs 1-4). The batch is 32, not the paper's 64: twice the optimiser
-# steps for the same images (34 % vs 16 % after 2 epochs without recalibration); one seed, 8 IG points
-# (Gauss-Legendre), evaluation in batches of 128 (cheaper per image on a CPU than 500).
+# quick: what the default `make book` runs, sized for a 2-core CPU, set-up included (the README's "Where the time
+# goes" has the measurements behind each choice). A student trains at ~150 images/s at batch 32 (twice the steps
+# of the paper's 64 for the same images); next to a training image, the teacher's forward for KD costs 0.31, an
+# evaluated test image 0.38 and a BatchNorm-recalibration image 0.42. The book trains four distinct runs on quick
+# (chapter 4's four methods at seed 0; chapters 5 and 8 and the summary pages read them from the run cache); one
+# seed, 8 IG points (Gauss-Legendre), evaluation in batches of 128 (cheaper per image on a CPU than 500).
+# Three epochs: baseline seed 0 reached 32.6, 37.4, 42.9 % after epochs 1-3 (a fourth gave 42.2 % for ~90 s more,
+# eight reached 48.1 % for ~5 more minutes).
 _QUICK = dict(
     n_train=2048, n_test=1000, seeds=(0,), teacher_epochs=3, teacher_batch_size=128,
-    student_epochs=4, student_batch_size=32, ig_steps=8, eval_batch_size=128, bn_recalibrate=True,
+    student_epochs=3, student_batch_size=32, ig_steps=8, eval_batch_size=128, bn_recalibrate=True,
 )
 _PAPER = dict(
     n_train=50_000, n_test=10_000, seeds=tuple(range(10)), teacher_source="shipped",

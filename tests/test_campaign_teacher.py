@@ -101,3 +101,15 @@ def test_train_in_window_stops_with_the_budget_and_resumes_to_the_end(tmp_path):
     assert join_checkpoint(tmp_path / "returned", resumed, hashes)
     result = train_in_window(config, data, data.subset(torch.arange(10)), device, resumed, lambda: 1e9)
     assert result is not None and [row["epoch"] for row in result.log] == [1, 2]
+
+
+def test_the_first_teacher_epoch_of_a_gpu_window_respects_the_budget(tmp_path, monkeypatch):
+    """No epoch timed yet: a window with less than the measured first-epoch cost left starts none (no GPU needed:
+    it returns before any training)."""
+    from igkd_lib.campaign import paper_teacher
+
+    monkeypatch.setattr(paper_teacher, "train_teacher", lambda *a, **k: pytest.fail("an epoch was started"))
+    config = make_config("smoke", teacher_source="train")
+    left = 1.2 * paper_teacher.FIRST_EPOCH_S["cuda"]
+    assert paper_teacher.train_in_window(config, None, None, torch.device("cuda"), tmp_path / "c.pt",
+                                         lambda: left) is None

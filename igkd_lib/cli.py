@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--source", choices=("official", "paper", "quick"), default="official",
                                  help="official: the authors' ten-run file (both versions); paper: results/paper/"
                                       "runs.csv; quick: this cache's finished runs of the profile")
+        if name == "official":
+            command.add_argument("--robustness", action="store_true",
+                                 help="the six students under corruption and their IG agreement with the teacher, "
+                                      "paired over images: print the committed results/robustness/ (computed there "
+                                      "once when absent)")
+            command.add_argument("--recompute", action="store_true",
+                                 help="with --robustness: measure again and rewrite results/robustness/")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
         if name == "campaign":

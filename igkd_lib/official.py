@@ -248,6 +248,10 @@ def cli(config: Config, args) -> int:
     """``python -m igkd_lib official``: measure every published student and say what the numbers mean."""
     from .provenance import provenance_line
 
+    if getattr(args, "robustness", False) or getattr(args, "recompute", False):
+        from .robustness import cli as robustness_cli
+
+        return robustness_cli(config, args)
     table = measure_checkpoints(config, progress=False)
     shown = pd.DataFrame({"method": table["method"], "training set": table["training_set"],
                           "in its name": table["reported_acc"].map("{:.2f}".format),

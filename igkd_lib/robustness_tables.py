@@ -20,7 +20,7 @@ from .corruptions import SEVERITIES as LEVELS
 from .stats import holm, t_interval, welch_difference, wilson_interval
 
 __all__ = ["N_BOOT", "OVERLAY_CONTRAST", "paired_difference", "correct", "subsets", "contrasts", "accuracy_rows",
-           "paired_table", "agreement_table", "model_level", "findings_table", "SOURCE"]
+           "paired_table", "agreement_table", "model_level", "findings_table", "SOURCE", "paired_view", "students_view"]
 
 N_BOOT = 2000
 OVERLAY_CONTRAST = "IG overlay − none (3 vs 3 students)"
@@ -196,8 +196,11 @@ def findings_table(store: dict, source: str = SOURCE) -> pd.DataFrame:
         drop = r["measure"].startswith("mean drop")
         unit = " points" if drop else ""
         interval = f" [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]" if not math.isnan(r["ci_low"]) else ""
+        question = (f"students trained with the IG overlay lose less accuracy under corruption than those without "
+                    f"(test images: {r['measure'][len('mean drop ('):-1]})" if drop else
+                    f"students trained with the IG overlay agree more with the teacher's IG maps ({r['measure']})")
         rows.append({"study": STUDIES[3] if drop else STUDIES[2],
-                     "claim": f"the same over students ({r['measure']}): Welch, 3 vs 3 checkpoints",
+                     "claim": question + ", over students (Welch, 3 vs 3 checkpoints)",
                      "paper": "not tested by the paper", "source": source, "n": f"{r['n_a']} vs {r['n_b']} students",
                      "difference": r["difference"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p": r["p"],
                      "detectable": r["detectable"], "_direction": -1 if drop else 1,
@@ -205,3 +208,60 @@ def findings_table(store: dict, source: str = SOURCE) -> pd.DataFrame:
                      "evidence": f"overlay {r['mean_a']:.3g} − none {r['mean_b']:.3g} = {r['difference']:+.3g}{unit}"
                                  f"{interval}; detectable at 80 % power: {r['detectable']:.3g}{unit}"})
     return judge(rows)
+
+
+# --------------------------------------------------------------------------- for reading
+_LEVEL_TEXT = {"jpeg": "quality {:g}", "gaussian_noise": "sd {:g}", "gaussian_blur": "σ {:g} px",
+               "contrast": "× {:g}", "brightness": "+ {:g}"}
+
+
+def _interval(value: float, low: float, high: float, decimals: int) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:+.{decimals}f}" + ("" if math.isnan(low) else f" [{low:+.{decimals}f}, {high:+.{decimals}f}]")
+
+
+def paired_view(paired: pd.DataFrame, contrast=OVERLAY_CONTRAST, measure: str = _DROP, decimals: int = 2,
+                kinds=None) -> pd.DataFrame:
+    """Rows of :func:`paired_table` as text: corruption, severity (with its parameter), subset, n, each arm's mean,
+    the difference with its paired 95 % t-interval, the paired bootstrap interval, Holm p. ``contrast``: one
+    name (its arms name the columns) or several (a column says which; the arms are "a" and "b");
+    ``kinds``: only these corruptions (None: all)."""
+    several = not isinstance(contrast, str)
+    part = paired[paired["contrast"].isin(list(contrast) if several else [contrast]) & (paired["measure"] == measure)]
+    if kinds is not None:
+        part = part[part["kind"].isin(list(kinds))]
+    a, b = ("a", "b") if several else (contrast.split(" (")[0].split(" − ") + [""])[:2]
+    view = pd.DataFrame({
+        "subset": part["subset"], "corruption": part["kind"].str.replace("_", " "),
+        "severity": [f"{s} ({_LEVEL_TEXT[k].format(LEVELS[k][s - 1])})" if k in LEVELS else "-"
+                     for k, s in zip(part["kind"], part["severity"])],
+        "n images": part["n_images"], a: part["mean_a"].map(f"{{:.{decimals}f}}".format),
+        b: part["mean_b"].map(f"{{:.{decimals}f}}".format),
+        f"{a} − {b} [95% CI]": [_interval(*v, decimals) for v in
+                                zip(part["difference"], part["ci_low"], part["ci_high"])],
+        "bootstrap 95% CI": [f"[{lo:+.{decimals}f}, {hi:+.{decimals}f}]" for lo, hi in
+                             zip(part["boot_low"], part["boot_high"])],
+        "p (Holm)": part["p_holm"].map("{:.3g}".format)})
+    if several:
+        view.insert(0, "contrast", part["contrast"])
+    return view.reset_index(drop=True)
+
+
+def students_view(store: dict) -> pd.DataFrame:
+    """One row per student (its own numbers), then each arm's mean and the arms' Welch difference over the
+    three students per arm (with its 95 % interval): clean accuracy, mean drop per subset, mean agreement."""
+    level, models = model_level(store), store["models"]
+    right = correct(store)[:, 0]
+    table = pd.DataFrame({"student": models["label"], "IG overlay": models["overlay"].map({True: "yes", False: "no"}),
+                          "file": models["file"]})
+    for subset, mask in subsets(store).items():
+        table[f"clean accuracy ({subset})"] = [f"{100 * right[m, mask].mean():.2f}" for m in range(len(models))]
+    for _, r in level.iterrows():
+        table[r["measure"]] = [f"{r[label]:.3f}" for label in models["label"]]
+    arms = [{"student": name, "IG overlay": "", "file": ""} for name in ("mean: overlay", "mean: none",
+                                                                          "overlay − none (Welch, 3 vs 3)")]
+    for _, r in level.iterrows():
+        arms[0][r["measure"]], arms[1][r["measure"]] = f"{r['mean_a']:.3f}", f"{r['mean_b']:.3f}"
+        arms[2][r["measure"]] = _interval(r["difference"], r["ci_low"], r["ci_high"], 3)
+    return pd.concat([table, pd.DataFrame(arms)], ignore_index=True).fillna("")

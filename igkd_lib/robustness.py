@@ -144,12 +144,13 @@ def compute(config: Config, progress: bool = True) -> dict:
 
     started = time.time()
     found = official_students()
+    data = load_cifar10("test", config)
+    meta = provenance(config, data.source)  # the commit that starts the run
     info = pd.DataFrame([{"label": _label(c), "file": c.name, "sha256": c.sha256, "method": c.method,
                           "official_method": c.official_method, "training_set": c.training_set,
                           "overlay": "IG" in c.official_method.split("_"), "reported_acc": c.reported_acc}
                          for c in found])
     models = {label: load_student(c, config.cache_dir) for label, c in zip(info["label"], found)}
-    data = load_cifar10("test", config)
     exact = data.subset(torch.nonzero(exact_pixel_mask(data)).flatten())
     probes = probe_images(exact, min(N_PROBES, len(exact)), seed=SEED)
     teacher, teacher_info = get_teacher(config, progress=False)
@@ -159,7 +160,7 @@ def compute(config: Config, progress: bool = True) -> dict:
                     progress=progress)
     device = resolve_device(config.device)
     store["provenance"] = {
-        **provenance(config, data.source), "command": "python -m " + " ".join(["igkd_lib", *sys.argv[1:]]),
+        **meta, "command": "python -m " + " ".join(["igkd_lib", *sys.argv[1:]]),
         "written": _dt.datetime.now().isoformat(timespec="seconds"), "seconds": round(time.time() - started, 1),
         "precision": precision_name(device), "threads": torch.get_num_threads(),
         "inference": f"torch.inference_mode, batches of {config.eval_batch_size}, {device.type}",

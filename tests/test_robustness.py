@@ -163,3 +163,18 @@ def test_the_committed_study_measured_the_six_published_files():
     assert len(store["agreement"]) == 6 * store["provenance"]["n_probes"] >= 6 * 256
     for key in ("command", "commit", "data_source", "device", "precision", "written", "seeds"):
         assert store["provenance"][key]
+
+
+def test_the_figure_draws_one_line_per_student_coloured_by_the_overlay():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from igkd_lib.plots.robustness import OVERLAY_COLOURS, accuracy_by_severity
+
+    store = _store(_correlated(200))
+    figure = accuracy_by_severity(robustness_tables.accuracy_rows(store))
+    axes = [ax for ax in figure.axes if ax.lines]
+    assert len(axes) == 2 * 2  # subsets x corruption families (jpeg, contrast)
+    colours = [line.get_color() for line in axes[0].lines]
+    assert colours == [OVERLAY_COLOURS[bool(o)] for o in store["models"]["overlay"]]
+    assert [list(line.get_xdata()) for line in axes[0].lines][0] == [0, 3]

@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--source", choices=("official", "paper", "quick"), default="official",
                                  help="official: the authors' ten-run file (both versions); paper: results/paper/"
                                       "runs.csv; quick: this cache's finished runs of the profile")
+        if name == "official":
+            command.add_argument("--robustness", action="store_true",
+                                 help="the six students under corruption and their IG agreement with the teacher, "
+                                      "paired over images: print the committed results/robustness/ (computed there "
+                                      "once when absent)")
+            command.add_argument("--recompute", action="store_true",
+                                 help="with --robustness: measure again and rewrite results/robustness/")
         if name == "book":
             command.add_argument("--force", action="store_true", help="re-execute every chapter, fresh or not")
         if name == "campaign":
@@ -111,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
         prepare_runtime(config)
         module_name = _BENCHES[args.bench][0] if args.command == "bench" else _COMMANDS[args.command][0]
+        if args.command == "official" and (args.robustness or args.recompute):  # the study of the same students
+            module_name = "igkd_lib.evidence.robustness"
         result = importlib.import_module(module_name).cli(config, args)
     except ValueError as error:  # ConfigError included: a value that is not allowed
         return _fail(error, 2)

@@ -397,3 +397,11 @@ def test_time_table_counts_the_set_up_make_book_reports(monkeypatch):
         book.setup_seconds()
     monkeypatch.delenv(book.STARTED_ENV)
     assert book.setup_seconds() is None
+
+def test_the_findings_page_hides_its_code():
+    """Issue 28: the page a reader opens first shows results, not code: every code cell is removed, folded
+    (the parameters) or has its input removed."""
+    nb = nbformat.read(ROOT / "book" / "findings.ipynb", as_version=4)
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        tags = set(cell.metadata.get("tags", []))
+        assert tags & {"remove-cell", "hide-cell", "remove-input"}, f"a visible code cell: {cell.source[:60]!r}"

@@ -7,10 +7,14 @@
 - :mod:`~igkd_lib.evidence.reference` / :mod:`~igkd_lib.evidence.official`: the paper's numbers, the
   committed results, and the authors' own ten-run accuracies and published students;
 - :mod:`~igkd_lib.evidence.studies`, :mod:`~igkd_lib.evidence.corruptions`,
-  :mod:`~igkd_lib.evidence.agreement`: the studies beyond the paper (compression, robustness, agreement).
+  :mod:`~igkd_lib.evidence.agreement`: the studies beyond the paper (compression, robustness, agreement);
+- :mod:`~igkd_lib.evidence.robustness` / :mod:`~igkd_lib.evidence.robustness_tables`: the authors' published
+  students under corruption, paired over images (``python -m igkd_lib official --robustness``);
+- :mod:`~igkd_lib.evidence.run_rows`: the one schema a run row must meet (ingest and the claims).
 
 It reads training and attribution; the chapters (:mod:`igkd_lib.book`) read it. Import the modules.
 """
 MODULES = ("experiments", "stats", "claims", "claim_sources", "study_claims", "reference", "official", "studies",
-           "corruptions", "agreement")
+           "corruptions", "agreement", "robustness",
+           "robustness_tables", "run_rows")
 __all__ = ["MODULES"]

@@ -20,11 +20,12 @@ import pandas as pd
 from igkd_lib.evidence.claims import COLUMNS, LEVEL, SMALLEST_EFFECT, VERDICTS, variant_overrides
 from igkd_lib.evidence.stats import holm, interaction, t_interval, welch_difference
 
-__all__ = ["STUDIES", "study_table", "save", "load", "findings_rows", "committed_table"]
+__all__ = ["STUDIES", "AGREEMENT_EFFECT", "study_table", "judge", "save", "load", "findings_rows", "committed_table"]
 
 # the five studies of the chapter, in its order
 STUDIES = ("1. overlay source", "2. teacher signal", "3. attribution agreement", "4. robustness", "5. compression")
 _AGREEMENT_EFFECT = 0.02  # Spearman rho or IoU: smaller gains are below what the probe sets resolve
+AGREEMENT_EFFECT = _AGREEMENT_EFFECT
 _NOT_IN_PAPER = "not tested by the paper"
 _SOURCE_LABELS = {"ig_untrained": "an untrained teacher's IG", "ig_weak": "a weaker teacher's IG",
                   "grad_x_input": "gradient x input", "smoothgrad": "SmoothGrad",
@@ -139,8 +140,14 @@ def study_table(source: str, *, sources=None, signals=None, teacher=None, agreem
     ``compression``: runs with method, student_cut, final_acc. A study left None is *not tested*.
     Columns: study, then :data:`igkd_lib.evidence.claims.COLUMNS`.
     """
-    rows = (_sources(sources, source) + _signals(signals, teacher, source) + _agreement(agreement, source)
-            + _robustness(robustness, source) + _compression(compression, source))
+    return judge(_sources(sources, source) + _signals(signals, teacher, source) + _agreement(agreement, source)
+                 + _robustness(robustness, source) + _compression(compression, source))
+
+
+def judge(rows: list[dict]) -> pd.DataFrame:
+    """Rows of one source (study, claim, paper, source, n, difference, ci_low, ci_high, p, evidence, and
+    ``_direction``, ``_smallest``: the question's sign and smallest effect of interest) -> the table with
+    Holm-adjusted p-values over the rows and each row's verdict (a row may bring its own ``verdict``)."""
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p"].to_numpy(float)) if "p" in table else math.nan
     table["verdict"] = [row["verdict"] if isinstance(row.get("verdict"), str) else _verdict(row)

@@ -9,6 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
+# make test runs the test files in parallel, one file (a notebook's cells stay together) per worker at a time
+TEST_WORKERS ?= 2
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 FORCE_FLAG := $(if $(FORCE),--force,)
@@ -43,7 +45,8 @@ browser:
 
 test: setup browser
 	$(PY) -m ruff check igkd_lib tests tools
-	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/ notebooks/ $(NBVAL)
+	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+		tests/ notebooks/ $(NBVAL)
 
 notebooks: setup
 	@for nb in $(NOTEBOOKS) book/results_summary.ipynb book/findings.ipynb; do \

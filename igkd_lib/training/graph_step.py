@@ -31,18 +31,25 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from igkd_lib import models
 from igkd_lib.config import ConfigError
 from igkd_lib.data.augment import draws_batch
 from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.provenance import resolve_device
 from igkd_lib.timing import Stopwatch
 from igkd_lib.training.batchnorm import recalibrate
-from igkd_lib.training.loop import TrainResult, autocast, precision_name, prepare_model
+from igkd_lib.training.loop import TrainResult, autocast, precision_name
 from igkd_lib.training.masked_batchnorm import RowWeights, mask_batchnorms
 from igkd_lib.training.teacher_table import TeacherTable, epoch_targets, overlay_fn
-from igkd_lib.training.wide import GroupSetup, Member, check_group, epoch_rows, finish_epoch, member_model
-from igkd_lib.training.wide_model import WideStudent, resolve_layout, split_states
+from igkd_lib.training.wide import (
+    GroupSetup,
+    Member,
+    check_group,
+    epoch_rows,
+    finish_epoch,
+    member_model,
+    wide_student,
+)
+from igkd_lib.training.wide_model import split_states
 
 __all__ = ["ENGINES", "EVAL_BATCH_CUDA", "TABLE_BATCH_CUDA", "WARMUP_STEPS", "train_graph_group", "train_members"]
 
@@ -205,13 +212,7 @@ def train_graph_group(members: Sequence[Member], *, teacher: nn.Module | None, m
         raise ConfigError(f"train_compile={config.train_compile!r} is not allowed with train_engine='graph' (it "
                           "captures the whole step itself); allowed: none")
     device = device or resolve_device(config.device)
-    students = []
-    for c, member in zip(configs, members):
-        torch.manual_seed(member.seed)  # the member's initial weights, as in train_student
-        students.append(models.student(c.student_cut, dropout=c.student_dropout, normalise=c.student_normalise))
-    templates = [student.state_dict() for student in students]
-    layout = resolve_layout(config.wide_layout, device)
-    model = prepare_model(WideStudent(students, layout), device)
+    model, templates, layout = wide_student(members, configs, device)
     rows = RowWeights()
     for network in (model, *model._member):  # the serial layout's member template runs the same layers
         mask_batchnorms(network, rows)

@@ -53,7 +53,7 @@ from igkd_lib.training.student import (
 from igkd_lib.training.wide_model import WideStudent, resolve_layout, split_states
 
 __all__ = ["Member", "GROUP_FIELDS", "GroupSetup", "check_group", "member_losses", "train_group", "epoch_rows",
-           "finish_epoch", "member_model"]
+           "finish_epoch", "member_model", "wide_student"]
 
 # Fields every member of a group must share (they shape the group's tensors, steps or optimiser).
 GROUP_FIELDS = (*group_fields("student", "evaluation", "data"), "device", "data_root", "wide_layout", "train_engine")
@@ -199,6 +199,18 @@ class GroupSetup:
         return correct
 
 
+def wide_student(members, configs, device: torch.device):
+    """The members' students as one wide network on ``device`` (each seeded as
+    :func:`igkd_lib.training.student.train_student` seeds it), each member's initial state dict, and the layout
+    the wide network runs in."""
+    students = []
+    for c, member in zip(configs, members):
+        torch.manual_seed(member.seed)  # the member's initial weights, as in train_student
+        students.append(models.student(c.student_cut, dropout=c.student_dropout, normalise=c.student_normalise))
+    layout = resolve_layout(configs[0].wide_layout, device)
+    return prepare_model(WideStudent(students, layout), device), [s.state_dict() for s in students], layout
+
+
 def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: torch.Tensor | None,
                 train: Cifar10, test: Cifar10, device: torch.device | None = None, progress: bool = True,
                 on_epoch: Callable[[int, dict], None] | None = None,
@@ -215,13 +227,7 @@ def train_group(members: Sequence[Member], *, teacher: nn.Module | None, maps: t
     configs = check_group(members)
     config = configs[0]
     device = device or resolve_device(config.device)
-    students = []
-    for c, member in zip(configs, members):
-        torch.manual_seed(member.seed)  # the member's initial weights, as in train_student
-        students.append(models.student(c.student_cut, dropout=c.student_dropout, normalise=c.student_normalise))
-    templates = [student.state_dict() for student in students]
-    layout = resolve_layout(config.wide_layout, device)
-    model = prepare_model(WideStudent(students, layout), device)
+    model, templates, layout = wide_student(members, configs, device)
     group = GroupSetup(members, configs, teacher, maps, train, device, progress)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.student_lr, fused=device.type == "cuda")
     runner, compile_used = compiled(model, config.train_compile, device)

@@ -37,10 +37,10 @@ def test_reference_table_has_both_sources():
 def test_committed_results_round_trip(tmp_path):
     assert reference.committed_results("paper", folder=tmp_path).empty
     runs = _runs({"kd": 91.0}, 2)
-    meta = {"window": "w1", "profile": "paper", "device": "GPU", "commit": "abc", "precision": "bf16",
+    meta = {"window": "20260101T000000Z-abc", "profile": "paper", "device": "GPU", "commit": "abc", "precision": "bf16",
             "trainer": "wide", "torch": "2.11", "date": "2026-01-01"}
     merge_results([{"row": row, "log": []} for row in runs.to_dict("records")], meta, tmp_path)  # the one writer
     back = reference.committed_results("paper", folder=tmp_path)
     assert len(back) == 2 and (back["source"] == "committed paper-profile runs").all()
-    assert back.attrs["provenance"]["devices"] == ["GPU"] and back.attrs["provenance"]["windows"] == ["w1"]
+    assert back.attrs["provenance"]["devices"] == ["GPU"] and back.attrs["provenance"]["windows"] == ["20260101T000000Z-abc"]
     assert np.allclose(back["final_acc"], runs["final_acc"])

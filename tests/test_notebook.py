@@ -73,3 +73,11 @@ def test_pipe_table_keeps_a_named_index_and_escapes_pipes():
     table = pd.DataFrame({"a|b": [1.5]}, index=pd.Index(["kd"], name="method"))
     assert pipe_table(table).splitlines() == ["| method | a\\|b |", "|---|---|", "| kd | 1.5 |"]
     assert pipe_table(pd.DataFrame({"x": [2]})).splitlines()[2] == "| 2 |"
+
+
+def test_a_caption_without_a_data_source_names_the_source_the_config_resolves_to(smoke_config):
+    from igkd_lib.book.notebook import caption
+    from igkd_lib.data.cifar10 import source_label
+
+    line = caption(smoke_config)
+    assert "data=None" not in line and f"data={source_label(smoke_config)}" in line

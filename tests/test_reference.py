@@ -42,5 +42,6 @@ def test_committed_results_round_trip(tmp_path):
     merge_results([{"row": row, "log": []} for row in runs.to_dict("records")], meta, tmp_path)  # the one writer
     back = reference.committed_results("paper", folder=tmp_path)
     assert len(back) == 2 and (back["source"] == "committed paper-profile runs").all()
-    assert back.attrs["provenance"]["devices"] == ["GPU"] and back.attrs["provenance"]["windows"] == ["20260101T000000Z-abc"]
+    provenance = back.attrs["provenance"]
+    assert provenance["devices"] == ["GPU"] and provenance["windows"] == ["20260101T000000Z-abc"]
     assert np.allclose(back["final_acc"], runs["final_acc"])

@@ -96,8 +96,9 @@ def _convert(item, kind: type):
 
 
 def caption(config: Config, data_source: str | None = None, what: str = "") -> str:
-    """A figure or table caption that carries the provenance line."""
-    line = provenance_line(config, data_source)
+    """A figure or table caption that carries the provenance line (the data source resolved from ``config`` when
+    not given)."""
+    line = provenance_line(config, data_source or source_label(config))
     return f"{what} — {line}" if what else line
 
 

@@ -10,8 +10,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
 # make test TEST_WORKERS=2 runs the test files on two pytest-xdist workers, one file (a notebook's cells stay
-# together) per worker at a time. Off by default: on 2 cores two workers of 2 torch threads each took 32 min
-# against ~20 for one process (oversubscribed threads).
+# together) per worker at a time. Off by default: on 2 cores, two workers of 2 torch threads each took 32 min for
+# 684 tests (the last single-process run: 12.5 min for 585), so their threads compete.
 TEST_WORKERS ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg

@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= quick
 # make test TEST_WORKERS=2 runs the test files on two pytest-xdist workers, one file (a notebook's cells stay
 # together) per worker at a time. Off by default: on 2 cores, two workers of 2 torch threads each took 32 min for
-# 684 tests (the last single-process run: 12.5 min for 585), so their threads compete.
+# the same tests that one process runs in 10 min (their threads compete; clean-clone CI runs, 2026-12-04).
 TEST_WORKERS ?= 0
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg

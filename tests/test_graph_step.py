@@ -2,6 +2,7 @@
 runs (CPU)."""
 import pytest
 import torch
+from conftest import randomised_bn_teacher
 
 from igkd_lib import models
 from igkd_lib.config import ConfigError, make_config
@@ -12,23 +13,6 @@ from igkd_lib.training.masked_batchnorm import MaskedBatchNorm2d, RowWeights, ma
 RTOL, ATOL = 1e-5, 1e-6
 
 
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
-def _teacher():
-    """A small teacher with BatchNorm (random running statistics): folding them is part of what is tested."""
-    torch.manual_seed(0)
-    net = models.student(17, normalise=True)
-    g = torch.Generator().manual_seed(5)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    return net.eval()
 
 
 def _tiny(n_train):
@@ -37,7 +21,7 @@ def _tiny(n_train):
         g = torch.Generator().manual_seed(seed)
         images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
         sets.append(Cifar10(images, torch.randint(0, 10, (n,), generator=g), torch.arange(n), "train", "synthetic"))
-    return _teacher(), *sets, torch.rand(n_train, 32, 32, generator=torch.Generator().manual_seed(2))
+    return randomised_bn_teacher(), *sets, torch.rand(n_train, 32, 32, generator=torch.Generator().manual_seed(2))
 
 
 def _config(tmp_path, **kw):

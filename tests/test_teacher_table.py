@@ -2,35 +2,14 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomised_bn_teacher
 
-from igkd_lib import models
 from igkd_lib.config import make_config
 from igkd_lib.data import Cifar10
 from igkd_lib.training import student, teacher_table
 from igkd_lib.training.loop import epoch_generator
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture
-def float64():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(torch.float32)
-
-
-def _teacher():
-    """A small network with BatchNorm (random running statistics, so folding them is not trivial), eval mode."""
-    torch.manual_seed(0)
-    net = models.student(17, normalise=True)
-    g = torch.Generator().manual_seed(5)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return net.eval()
 
 
 def _data(n, seed=0):
@@ -54,7 +33,7 @@ def test_view_index_round_trips():
 
 
 def test_folding_batchnorm_keeps_the_logits(float64):
-    teacher = _teacher()
+    teacher = randomised_bn_teacher()
     x = torch.rand(6, 3, 32, 32)
     folded = teacher_table.fold_batchnorm(teacher)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
@@ -78,7 +57,7 @@ def _max_table_error(table, teacher, images, padding):
 @pytest.mark.parametrize("padding", [1])
 def test_every_entry_equals_the_teacher_on_its_view(float64, padding):
     """Every (row, view) entry; and a wrong index planted in the table is caught."""
-    teacher, train = _teacher(), _data(5)
+    teacher, train = randomised_bn_teacher(), _data(5)
     table = teacher_table.TeacherTable(teacher, train.images, padding, CPU, batch_size=7)
     views = teacher_table.view_count(padding)
     rows = torch.arange(5).repeat_interleave(views)
@@ -118,7 +97,7 @@ def test_epoch_targets_equal_todays_teacher_for_every_option(tmp_path, float64, 
                                                              monkeypatch):
     """The table's epoch targets equal today's online / precomputed teacher targets, row by row; a wrong
     view index planted in the lookup is caught."""
-    teacher, train = _teacher(), _data(20)
+    teacher, train = randomised_bn_teacher(), _data(20)
     maps = torch.rand(20, 32, 32, generator=torch.Generator().manual_seed(2))
     config = student.method_config(_config(tmp_path, teacher_logits=signal, **extra), method)
     seed = 3
@@ -141,7 +120,7 @@ def test_epoch_targets_equal_todays_teacher_for_every_option(tmp_path, float64, 
 
 
 def test_no_kd_gives_zeros_and_computes_nothing(tmp_path):
-    teacher, train = _teacher(), _data(4)
+    teacher, train = randomised_bn_teacher(), _data(4)
     config = student.method_config(_config(tmp_path), "ig")
     draws = student.student_draw_fn(config, 0, 4)(epoch_generator(0, 0), 0)
     table = teacher_table.TeacherTable(teacher, train.images, 4, CPU, batch_size=4)
@@ -150,7 +129,7 @@ def test_no_kd_gives_zeros_and_computes_nothing(tmp_path):
 
 
 def test_the_table_is_cached_verified_and_keyed(tmp_path):
-    teacher, train = _teacher(), _data(4)
+    teacher, train = randomised_bn_teacher(), _data(4)
     table = teacher_table.TeacherTable(teacher, train.images, 1, CPU, batch_size=4, cache_dir=tmp_path)
     table.ensure(torch.arange(4), torch.zeros(4, dtype=torch.int64))
     assert table.save() and not table.save()  # nothing new: not written again

@@ -9,10 +9,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
-# make test TEST_WORKERS=2 runs the test files on two pytest-xdist workers, one file (a notebook's cells stay
-# together) per worker at a time. Off by default: on 2 cores, two workers of 2 torch threads each took 32 min for
-# the same tests that one process runs in 10 min (their threads compete; clean-clone CI runs, 2026-12-04).
-TEST_WORKERS ?= 0
+# make test runs the tests on TEST_WORKERS pytest-xdist workers (0: one process), each with one torch thread:
+# a file's tests stay together on one worker, in order, except those of a few long files (tests/conftest.py).
+# On this 2-core machine, two single-threaded workers took 6 min 56 s where one process with two threads took
+# 9 min 32 s (same 684 tests, 2026-12-04); two workers of two threads each had taken 32 min (their threads compete).
+TEST_WORKERS ?= 2
+TEST_THREADS := $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=1 MKL_NUM_THREADS=1)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 FORCE_FLAG := $(if $(FORCE),--force,)
@@ -47,7 +49,8 @@ browser:
 
 test: setup browser
 	$(PY) -m ruff check igkd_lib tests tools
-	IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 \
+	$(TEST_THREADS) IGKD_REQUIRE_BROWSER=1 IGKD_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS) \
+		--dist loadfile --durations=15 \
 		tests/ notebooks/ $(NBVAL)
 
 notebooks: setup

@@ -13,6 +13,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Files whose tests are independent and long: under pytest-xdist each of their tests may go to any worker.
+SPREAD_FILES = ("tests/test_wide.py", "tests/test_bench_campaign.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test``'s pytest-xdist workers take a file's tests together, in order (a notebook's cells share one
+    kernel; a module's fixtures are built once), except those of :data:`SPREAD_FILES`, which go one by one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path in SPREAD_FILES else path
+
+    return FileScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository's root folder."""

@@ -101,9 +101,9 @@ def test_group_equals_single_runs_step_by_step_float32(tmp_path, layout):
 @LAYOUTS
 def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64, layout):
     """Float64: baseline, kd and kd_ig (seeds 0, 1, 2) after each of three steps: weights, losses, rows."""
-    small = _tiny(16)
+    small = _tiny(8)
     for epochs in (1, 3):
-        config = _config(tmp_path, student_epochs=epochs)
+        config = _config(tmp_path, student_epochs=epochs, student_batch_size=8)
         for got, member in zip(_group(_three(config), small, layout=layout), _three(config)):
             _assert_same_run(got, _single(member, small))
 
@@ -111,10 +111,10 @@ def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64, layout
 @pytest.mark.slow
 @LAYOUTS
 def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64, layout):
-    """Three steps per epoch (the last one short), two epochs; members differ in every per-member knob
-    (the teacher's signal too: online, online_clean between online members, cached)."""
-    data = _tiny(40)
-    config = _config(tmp_path)
+    """Three steps per epoch (8, 8, 4 images: the last one short), two epochs; members differ in every per-member
+    knob (the teacher's signal too: online, online_clean between online members, cached)."""
+    data = _tiny(20)
+    config = _config(tmp_path, student_batch_size=8)
     members = [wide.Member(config.replace(teacher_logits="cached", temperature=4.0), "kd", 0),
                wide.Member(config.replace(shuffle_maps=True, blend=0.75), "ig", 1),
                wide.Member(config.replace(map_alignment="official", p=1.0, alpha=0.1), "kd_ig", 0),

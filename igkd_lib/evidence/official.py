@@ -28,13 +28,14 @@ from torch import nn
 from igkd_lib import models
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import exact_rows, find_shared_folder, load_cifar10, stratified_subset
+from igkd_lib.evidence.committed_predictions import clean_predictions
 from igkd_lib.evidence.stats import wilson_interval
 from igkd_lib.paths import PACKAGE
 from igkd_lib.storage import atomic_path, read_checked_json, sha256_file, stable_hash, write_checked_json
 
 __all__ = ["REPOSITORY", "CHECKPOINT_COMMIT", "CHECKPOINT_DATE", "RESULT_VERSIONS", "METHOD_NAMES",
            "OfficialUnavailable", "OfficialCheckpoint", "ten_run_accuracies", "checkpoints", "parse_name",
-           "find_checkpoint_folder", "fetch_checkpoint", "load_student", "measure_checkpoints", "cli"]
+           "find_checkpoint_folder", "fetch_checkpoint", "load_student", "measure_checkpoints", "cli", "SPOT_CHECK"]
 
 REPOSITORY = "nordlinglab/ModelCompression-IntegratedGradients"
 CHECKPOINT_COMMIT = "c534787545bb5d2f42ecce730c4935ac2a3656b5"
@@ -50,6 +51,7 @@ RESULT_VERSIONS = {
 METHOD_NAMES = {"Student": "baseline", "KD": "kd", "IG": "ig", "KD_IG": "kd_ig", "AT": "at", "KD_AT": "kd_at",
                 "IG_AT": "ig_at", "KD_IG_AT": "kd_ig_at"}
 _TABLES = PACKAGE / "tables"
+SPOT_CHECK = 64  # images a student predicts here before its committed predictions are read (measure_checkpoints)
 _RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/saved_models/{folder}/{name}"
 _NAME = re.compile(r"^CIFAR10(?P<subset>-Train80Rand)?_(?P<method>[A-Za-z_]+?)"
                    r"(?:_T(?P<T>[\d.]+)_alpha(?P<alpha>[\d.]+)_p(?P<p>[\d.]+)_gamma(?P<gamma>[\d.]+))?"
@@ -176,13 +178,25 @@ def load_student(checkpoint: OfficialCheckpoint, cache_dir: str | Path) -> nn.Mo
     return model.eval()
 
 
-def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Config) -> int:
+def _predict(model: nn.Module, images: torch.Tensor, config: Config) -> torch.Tensor:
     from igkd_lib.provenance import resolve_device
     from igkd_lib.training.loop import predict_logits, prepare_model
 
     device = resolve_device(config.device)
-    logits = predict_logits(prepare_model(model, device), images, config.eval_batch_size, device)
-    return int((logits.argmax(1) == labels).sum())
+    return predict_logits(prepare_model(model, device), images, config.eval_batch_size, device).argmax(1).cpu()
+
+
+def _committed(model: nn.Module, committed, sets: dict, config: Config) -> dict | None:
+    """Each set's committed predictions, if the committed file holds every image of them and ``model`` predicts
+    the first :data:`SPOT_CHECK` of the first set as committed; else None (they are predicted here)."""
+    predicted = {prefix: committed.predictions(data.indices.tolist()) for prefix, data in sets.items()}
+    if any(value is None for value in predicted.values()):
+        return None
+    first = next(iter(sets))
+    here = _predict(model, sets[first].images[:SPOT_CHECK], config)
+    if not torch.equal(here, torch.as_tensor(predicted[first][:SPOT_CHECK])):
+        return None
+    return {prefix: torch.as_tensor(value) for prefix, value in predicted.items()}
 
 
 def _accuracy_columns(prefix: str, correct: int, n: int) -> dict:
@@ -193,7 +207,10 @@ def _accuracy_columns(prefix: str, correct: int, n: int) -> dict:
 def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
     """One row per published checkpoint: method, training_set, reported_acc (its name), accuracy on the
     profile's test images (n_test, the data in use) and on the canonical ones (exact pixels), each with
-    a Wilson 95% interval; attention-transfer files, and files that cannot be found or downloaded
+    a Wilson 95% interval, and ``measured``: how. Where the robustness study committed the student's clean
+    predictions on the same data (:mod:`igkd_lib.evidence.committed_predictions`), they are read, after the
+    student predicts :data:`SPOT_CHECK` of the images here and agrees on every one; otherwise every image is
+    predicted here. Attention-transfer files, and files that cannot be found or downloaded
     (:class:`OfficialUnavailable`), get a note saying so instead.
 
     Cached in ``{cache_dir}/official-checkpoints/measured-<key>.json`` (key: the files' SHA-256, the data
@@ -201,7 +218,7 @@ def measure_checkpoints(config: Config, progress: bool = False) -> pd.DataFrame:
     """
     full = load_cifar10("test", config)
     key = stable_hash({"files": [c.sha256 for c in checkpoints()], "source": full.source, "n_test": config.n_test,
-                       "subset_seed": config.subset_seed, "version": 2})  # 2: the file carries a checksum
+                       "subset_seed": config.subset_seed, "version": 3})  # 2: a checksum; 3: the measured column
     path = Path(config.cache_dir) / "official-checkpoints" / f"measured-{key}.json"
     stored = read_checked_json(path)  # an edited accuracy fails the checksum: moved aside, measured again
     if stored is not None and isinstance(stored.get("rows"), list):
@@ -232,12 +249,20 @@ def _measure(config: Config, full, progress: bool) -> pd.DataFrame:
         except OfficialUnavailable as error:
             rows.append({**row, "note": f"unavailable: {error}"})
             continue
-        row.update(_accuracy_columns("", _correct(model, in_use.images, in_use.labels, config), len(in_use)))
-        row.update(_accuracy_columns("canonical_", _correct(model, canonical.images, canonical.labels, config),
-                                     len(canonical)))
+        sets = {"": in_use, "canonical_": canonical}
+        committed = clean_predictions(checkpoint.sha256, full.source_label)
+        predicted = _committed(model, committed, sets, config) if committed is not None else None
+        if predicted is None:
+            predicted = {prefix: _predict(model, data.images, config) for prefix, data in sets.items()}
+            row["measured"] = "every image predicted here"
+        else:
+            row["measured"] = f"{committed.describe()}; {SPOT_CHECK} images predicted here agree"
+        for prefix, data in sets.items():
+            row.update(_accuracy_columns(prefix, int((predicted[prefix] == data.labels).sum()), len(data)))
         rows.append(row)
     # every column, also when no file could be measured (no ../shared, offline): the chapter shows the notes
     columns = [f"{prefix}{name}" for prefix in ("", "canonical_") for name in ("n", "acc", "ci_low", "ci_high")]
+    columns.append("measured")
     return pd.DataFrame(rows).reindex(columns=[*rows[0], *columns] if rows else columns).loc[
         :, lambda frame: ~frame.columns.duplicated()]
 

@@ -26,9 +26,9 @@ from torch import nn
 
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.evidence.committed_predictions import FOLDER, STEM
 from igkd_lib.evidence.corruptions import SEVERITIES as LEVELS
 from igkd_lib.evidence.corruptions import corrupt, exact_pixel_mask
-from igkd_lib.paths import RESULTS_DIR
 from igkd_lib.storage import atomic_path, atomic_save_npy, atomic_write_json, read_json, stable_hash
 
 __all__ = ["SEVERITIES", "N_PROBES", "SEED", "FOLDER", "STEM", "official_students", "versions", "predict_versions",
@@ -37,8 +37,6 @@ __all__ = ["SEVERITIES", "N_PROBES", "SEED", "FOLDER", "STEM", "official_student
 SEVERITIES = (1, 3, 5)  # of the five of igkd_lib.evidence.corruptions.SEVERITIES: mild, middle, strongest
 N_PROBES = 256  # exact-pixel test images for the agreement
 SEED = 0  # the noise, the probe set and the bootstrap
-FOLDER = RESULTS_DIR / "robustness"
-STEM = "official_students"
 _SHORT = {"Student": "Student", "KD": "KD", "IG": "IG", "KD_IG": "KD+IG"}
 
 

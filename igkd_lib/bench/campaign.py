@@ -41,7 +41,7 @@ from igkd_lib.training.student import train_student
 from igkd_lib.training.wide import Member, train_group
 from igkd_lib.training.wide_model import LAYOUTS, default_layout
 
-__all__ = ["run", "cli", "group_sizes", "ratio_lines", "compile_rows", "engine_rows", "engine_lines",
+__all__ = ["run", "single_rate", "cli", "group_sizes", "ratio_lines", "compile_rows", "engine_rows", "engine_lines",
            "SERIAL_MAX_ON_CUDA", "ENGINE_DESIGNS", "TODAY", "GRAPH"]
 
 SERIAL_MAX_ON_CUDA = 4  # beyond this N the serial layout is N single passes in a row: nothing more to learn
@@ -95,6 +95,15 @@ def _bench_data(config: Config, steps: int, epochs: int) -> tuple[Config, int, t
     maps = torch.rand(len(train), 32, 32, generator=torch.Generator().manual_seed(0)) ** 3
     torch.manual_seed(0)
     return config, n_images, (models.teacher().eval(), maps, train, test)
+
+
+def single_rate(config: Config, steps: int = 4) -> float:
+    """Images/s of one kd_ig student trained as a chapter trains it (``single, sync-free``) on the config's device,
+    over ``steps`` batches after a warm-up call: what a missing run would cost here (:mod:`igkd_lib.book.coverage`)."""
+    config, n_images, data = _bench_data(config, steps, epochs=1)
+    design = {"design": SINGLES[1], "students": 1, "layout": None, "engine": "single"}
+    _seconds(design, config, data)
+    return n_images / _seconds(design, config, data)
 
 
 def run(config: Config, steps: int | None = None, sizes: tuple[int, ...] | None = None,

@@ -34,8 +34,11 @@ def _commit_results(config: Config, table: pd.DataFrame, logs: dict | None = Non
             "date": now.isoformat(timespec="seconds"), "precision": str(first.get("precision", "")),
             "trainer": "single", "command": "python -m igkd_lib run"}
     logs = logs or {}
-    runs = [{"row": {**row, "status": "complete"}, "log": logs.get(row["run_key"], [])}
-            for row in table.drop(columns=["cached"], errors="ignore").to_dict("records")]
+    records = [row for row in table.to_dict("records") if not str(row.get("origin", "")).startswith("committed")]
+    runs = [{"row": {**{k: v for k, v in row.items() if k not in ("cached", "origin")}, "status": "complete"},
+             "log": logs.get(row["run_key"], [])} for row in records]  # rows read from results/ are there already
+    if not runs:
+        return
     added = merge_results(runs, meta, results_dir)
     print(f"\nmerged {added} new run(s) into {results_dir / config.profile / 'runs.csv'} (commit it to show it "
           "in the book)")
@@ -55,6 +58,7 @@ def cli(config: Config, args) -> int:
         methods, seeds = args.methods or ["kd_ig"], [args.seed]
     else:
         methods, seeds = args.methods or list(METHODS), list(config.seeds)
+    config = config.replace(train_missing=True)  # these commands train what is not there (paper included)
     rows = list(rows_with_logs(config, methods, seeds, None, progress=True))
     table = without_logs(rows)
     columns = ["method", "seed", "final_acc", "best_epoch_acc", "epochs", "seconds", "cached"]

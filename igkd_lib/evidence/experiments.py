@@ -128,14 +128,18 @@ def _load_cached(path: Path, key: str) -> dict | None:
 
 
 def run_one(config: Config, method: str, seed: int, *, progress: bool = True, cached_only: bool = False) -> dict | None:
-    """Train (or load from the cache) one student; returns its tidy row with the per-epoch log under ``log``.
+    """Train (or read) one student; returns its tidy row with the per-epoch log under ``log``.
 
-    With ``cached_only`` a run that has not finished yet is not trained: the result is None.
+    A run is read from the run cache, else from the runs committed under ``results/<profile>/``
+    (:mod:`igkd_lib.evidence.committed_runs`: same run key under the committed run's device type and trainer),
+    else trained. With ``cached_only``, or ``config.train_missing`` false (the paper profile), a run found in
+    neither place is not trained: the result is None.
 
     Row fields: method, seed, final_acc, best_epoch_acc (the best epoch's test accuracy: chosen on the
     test set, so optimistic; not the best of n seeds), epochs, seconds, device, data_source,
     profile, commit, n_train, the knobs p, blend, temperature, alpha, map_alignment, shuffle_maps,
-    teacher_logits (as the method uses them), teacher_origin, teacher_acc, run_key, cached.
+    teacher_logits (as the method uses them), teacher_origin, teacher_acc, run_key, cached, origin
+    ("trained here", "run cache" or "committed (...)"); a committed row also keeps its window's own fields.
     """
     if method not in _student.METHODS:
         raise ValueError(f"method={method!r} is not allowed; allowed: {', '.join(_student.METHODS)}")
@@ -145,16 +149,34 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True, ca
     key = run_key(config, method, seed, info.sha256, train, test)
     path = _run_path(config, key)
     stored = _load_cached(path, key)
-    if stored is None and cached_only:
+    if stored is None:
+        committed = _committed(config, method, seed, info.sha256, train, test)
+        if committed is not None:
+            return {**committed, "method": method, "cached": True}
+    if stored is None and (cached_only or not config.train_missing):
         return None
     if stored is None:
         stored = _train(config, method, seed, key, path, teacher, info, train, test, progress)
-        stored["row"]["cached"] = False
+        stored["row"].update(cached=False, origin="trained here")
     else:
-        stored["row"]["cached"] = True
+        stored["row"].update(cached=True, origin="run cache")
         if "best_acc" in stored["row"]:  # runs cached before the column was renamed
             stored["row"]["best_epoch_acc"] = stored["row"].pop("best_acc")
     return {**stored["row"], "method": method, "log": stored["log"]}
+
+
+def _committed(config: Config, method: str, seed: int, teacher_sha: str, train: Cifar10, test: Cifar10) -> dict | None:
+    """The run as committed under ``results/<profile>/``, if a committed run has its key under one of the committed
+    runs' (device type, trainer) pairs; else None."""
+    from igkd_lib.evidence import committed_runs
+
+    committed = committed_runs.load(config.profile)
+    for device_type, trainer in committed.trainers():
+        key = run_key(config, method, seed, teacher_sha, train, test, trainer=trainer, device=torch.device(device_type))
+        found = committed.run(key)
+        if found is not None:
+            return found
+    return None
 
 
 def _train(config, method, seed, key, path, teacher, info, train, test, progress) -> dict:
@@ -185,8 +207,9 @@ def variant_label(overrides: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in overrides.items())
 
 
-def rows_with_logs(config, methods, seeds, variants, progress, cached_only=False):
-    """One row per (variant, method, seed), each with its per-epoch ``log``: trained, or read from the cache."""
+def rows_with_logs(config, methods, seeds, variants, progress, cached_only=False, missing: list | None = None):
+    """One row per (variant, method, seed), each with its per-epoch ``log``: trained, or read (:func:`run_one`).
+    A run that is neither read nor trained is left out, and appended to ``missing`` as (variant, method, seed)."""
     methods = list(methods) if methods is not None else list(_student.METHODS)
     seeds = list(config.seeds if seeds is None else seeds)
     variants = list(variants) if variants else [{}]
@@ -199,6 +222,8 @@ def rows_with_logs(config, methods, seeds, variants, progress, cached_only=False
                       cached_only=cached_only)
         if row is not None:
             yield {"variant": variant_label(overrides), **row}
+        elif missing is not None:
+            missing.append((variant_label(overrides), method, int(seed)))
 
 
 def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | None = None,
@@ -207,8 +232,12 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
 
     ``methods`` None means all four; ``seeds`` None means the profile's. ``cached_only`` trains
     nothing and keeps only the runs already finished (for views that show results where they exist).
+    ``frame.attrs["missing"]`` lists the (variant, method, seed) left out (:func:`run_one` returned None).
     """
-    return without_logs(list(rows_with_logs(config, methods, seeds, variants, progress, cached_only)))
+    missing: list = []
+    frame = without_logs(list(rows_with_logs(config, methods, seeds, variants, progress, cached_only, missing)))
+    frame.attrs["missing"] = missing
+    return frame
 
 
 def without_logs(rows: list[dict]) -> pd.DataFrame:

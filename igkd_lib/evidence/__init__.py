@@ -1,6 +1,7 @@
 """Stage 4, the evidence: runs of methods x seeds, their statistics, and the paper's claims judged by them.
 
 - :mod:`~igkd_lib.evidence.experiments`: the runner (cached runs, the tidy table, ablation grids);
+  :mod:`~igkd_lib.evidence.committed_runs`: the runs GPU windows committed under ``results/<profile>/``, by run key;
 - :mod:`~igkd_lib.evidence.stats`: summaries, Welch intervals, Holm, power, the 2x2 interaction;
 - :mod:`~igkd_lib.evidence.claims` / :mod:`~igkd_lib.evidence.claim_sources` /
   :mod:`~igkd_lib.evidence.study_claims`: the paper's claims and the studies' questions, with verdicts;
@@ -10,11 +11,12 @@
   :mod:`~igkd_lib.evidence.agreement`: the studies beyond the paper (compression, robustness, agreement);
 - :mod:`~igkd_lib.evidence.robustness` / :mod:`~igkd_lib.evidence.robustness_tables`: the authors' published
   students under corruption, paired over images (``python -m igkd_lib official --robustness``);
+  :mod:`~igkd_lib.evidence.committed_predictions`: that study's committed per-image predictions, read back;
 - :mod:`~igkd_lib.evidence.run_rows`: the one schema a run row must meet (ingest and the claims).
 
 It reads training and attribution; the chapters (:mod:`igkd_lib.book`) read it. Import the modules.
 """
-MODULES = ("experiments", "stats", "claims", "claim_sources", "study_claims", "reference", "official", "studies",
-           "corruptions", "agreement", "robustness",
-           "robustness_tables", "run_rows")
+MODULES = ("experiments", "committed_runs", "stats", "claims", "claim_sources", "study_claims", "reference", "official",
+           "studies", "corruptions", "agreement", "robustness", "robustness_tables", "committed_predictions",
+           "run_rows")
 __all__ = ["MODULES"]

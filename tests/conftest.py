@@ -15,6 +15,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Files whose tests are independent and long: under pytest-xdist each of their tests may go to any worker.
 SPREAD_FILES = ("tests/test_wide.py", "tests/test_bench_campaign.py")
+# Files holding the longest tests (a CPU rehearsal of a GPU window each): collected first, so that a worker starts
+# them at once instead of leaving them for last.
+FIRST_FILES = ("tests/test_campaign_window.py", "tests/test_campaign_resume.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """:data:`FIRST_FILES` first, in that order, every other test after them in its collected order."""
+    rank = {path: i for i, path in enumerate(FIRST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # a stable sort
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -35,10 +35,17 @@ def test_clean_predictions_need_the_same_data_and_checkpoint(tmp_path):
     assert committed_predictions.clean_predictions(loadable[0].sha256, OFFLINE_LABEL, tmp_path / "absent") is None
 
 
+def _fewer_exact_rows(monkeypatch):
+    """The first 100 exact-pixel test images (of 1,017), so that measuring every image here stays short."""
+    real = official.exact_rows
+    monkeypatch.setattr(official, "exact_rows", lambda data: real(data)[:100])
+
+
 @pytest.mark.slow
 def test_read_accuracies_equal_those_measured_here(tmp_path, monkeypatch):
     _needs_checkpoints()
-    config = make_config("smoke", cache_dir=str(tmp_path / "read"))
+    _fewer_exact_rows(monkeypatch)
+    config = make_config("smoke", cache_dir=str(tmp_path / "read"), n_test=100)
     read = official.measure_checkpoints(config)
     monkeypatch.setattr(official, "clean_predictions", lambda *args: None)
     here = official.measure_checkpoints(config.replace(cache_dir=str(tmp_path / "here")))
@@ -51,6 +58,7 @@ def test_read_accuracies_equal_those_measured_here(tmp_path, monkeypatch):
 def test_a_file_that_disagrees_with_a_student_is_not_read(tmp_path, monkeypatch):
     """A committed prediction changed inside the spot check: that student is predicted here, the others read."""
     _needs_checkpoints()
+    _fewer_exact_rows(monkeypatch)
     folder = _copy_study(tmp_path)
     config = make_config("smoke", cache_dir=str(tmp_path / "cache"), n_test=64)
     first = official.measure_checkpoints(config.replace(cache_dir=str(tmp_path / "first")))

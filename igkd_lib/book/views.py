@@ -129,7 +129,8 @@ def overlay_explorer_for(config, n: int = 16, results: Any = None, maps: Any = N
     """The explorer on ``n`` fixed training images of ``config``'s subset (first of each class in turn).
 
     ``maps`` (optional): the subset's maps, row i = subset image i, or the full split's maps, row
-    i = dataset image i; by default they come from :func:`igkd_lib.attribution.maps.get_maps`.
+    i = dataset image i; by default :func:`igkd_lib.attribution.maps.get_maps` computes (or reads from its cache)
+    the maps of the ``n`` images shown only, never the whole split's (50,000 IG maps on the paper profile).
     """
     from igkd_lib.data.cifar10 import CLASSES, load_splits
     from igkd_lib.book.notebook import caption
@@ -141,8 +142,9 @@ def overlay_explorer_for(config, n: int = 16, results: Any = None, maps: Any = N
     if maps is None:
         from igkd_lib.attribution.maps import get_maps  # written beside this module; imported late on purpose
 
-        maps = get_maps(config, train=train, progress=False)
-    rows = _select_map_rows(maps, positions, train.indices.numpy())
+        rows = get_maps(config, train=train.subset(torch.as_tensor(positions)), progress=False).maps.numpy()
+    else:
+        rows = _select_map_rows(maps, positions, train.indices.numpy())
     titles = [f"#{int(train.indices[i])} {CLASSES[int(train.labels[i])]}" for i in positions]
     return overlay_explorer(train.images[positions].numpy(), rows, seed=config.subset_seed, results=results,
                             provenance=caption(config, train.source_label, "Overlay explorer"),

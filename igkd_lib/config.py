@@ -242,6 +242,8 @@ PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
 # studies: chapter 8's sizes: the overlay sources, teacher signals and student cuts trained (one seed on
 # smoke and quick; runs that coincide with chapter 4's are read from the run cache), probe images for
 # the agreement, test images and severities for the robustness.
+# maps: chapter 2's maps: of the whole training subset (sample None), or of its first `sample` images (the paper
+# profile on a CPU, maps_cpu: 50,000 maps x 50 points take hours there; the full cache is a GPU window's work).
 # paper_teacher: the GPU-trained paper teacher is this profile's teacher where installed.
 # commit_results: a full `python -m igkd_lib run` merges its rows into results/paper/runs.csv.
 _CPU_LATENCY = dict(batch_sizes=(1, 8, 64), repeats={1: 100, 8: 20, 64: 5}, warmup={1: 5, 8: 2, 64: 1},
@@ -254,7 +256,7 @@ PLANS: dict[str, dict] = {
                      compile=False, save=False),
         studies=dict(sources=("ig", "sobel", "constant"), signals=TEACHER_LOGITS, cuts=(5, 17), n_probe=8,
                      n_robust=100, severities=(5,)),
-        paper_teacher=False, commit_results=False),
+        maps=dict(sample=None), paper_teacher=False, commit_results=False),
     "quick": dict(
         ablation=dict(p_values=(0.0, 0.1), temperatures=(2.5,), alphas=(0.01,), blends=(0.5,), seeds=(0,),
                       controls=(), faults="none"),
@@ -266,7 +268,8 @@ PLANS: dict[str, dict] = {
         # demonstration (the evidence is the committed paper-scale study of chapter 7); the latency sweep times the
         # four cuts of chapter 6's size table (paper's latency_cpu times all eight)
         studies=dict(sources=("ig",), signals=("online",), cuts=(5, 17), n_probe=32, n_robust=100, severities=(3,)),
-        latency=dict(_CPU_LATENCY, cuts=(3, 5, 9, 17)), paper_teacher=False, commit_results=False),
+        latency=dict(_CPU_LATENCY, cuts=(3, 5, 9, 17)), maps=dict(sample=None), paper_teacher=False,
+        commit_results=False),
     "paper": dict(
         ablation=dict(p_values=(0.0, 0.1, 0.25, 0.5), temperatures=(1.5, 2.5, 4.0), alphas=(0.001, 0.01, 0.1),
                       blends=(0.25, 0.5, 0.75), seeds=(0, 1, 2), controls=("shuffled", "official", "logits"),
@@ -275,7 +278,8 @@ PLANS: dict[str, dict] = {
                      cuts=STUDENT_CUTS, variant_repeats=200, compile=True, save=True),
         studies=dict(sources=SOURCE_STUDY, signals=TEACHER_LOGITS, cuts=STUDENT_CUTS, n_probe=500, n_robust=10_000,
                      severities=(1, 2, 3, 4, 5)),
-        latency_cpu=_CPU_LATENCY, paper_teacher=True, commit_results=True),
+        latency_cpu=_CPU_LATENCY, maps=dict(sample=None), maps_cpu=dict(sample=256), paper_teacher=True,
+        commit_results=True),
 }
 
 

@@ -109,3 +109,9 @@ def test_each_profile_has_its_plans_and_the_cpu_variant_where_it_differs():
     assert set(PLANS) == set(PROFILES)
     with pytest.raises(ValueError, match="name='nonsense' is not allowed"):
         paper.plan("nonsense")
+
+
+def test_chapter_2_samples_the_maps_only_for_the_paper_profile_on_a_cpu():
+    assert make_config("paper").plan("maps", "cpu") == {"sample": 256}
+    assert make_config("paper").plan("maps", "cuda") == {"sample": None}
+    assert all(make_config(p).plan("maps", "cpu") == {"sample": None} for p in ("smoke", "quick"))

@@ -7,6 +7,7 @@ out.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from igkd_lib.config import Config
@@ -37,10 +38,7 @@ def runs_line(runs: pd.DataFrame) -> str:
     per = ", ".join(f"{' '.join(str(k) for k in (key if isinstance(key, tuple) else (key,)))}: {n}"
                     for key, n in counts.items())
     origins = runs["origin"].fillna("run cache") if "origin" in runs else ["run cache"] * len(runs)
-    counts_by_origin: dict = {}
-    for origin in origins:
-        counts_by_origin[origin.split(" (")[0]] = counts_by_origin.get(origin.split(" (")[0], 0) + 1
-    where = ", ".join(f"{n} {o}" for o, n in counts_by_origin.items())
+    where = ", ".join(f"{n} {o}" for o, n in Counter(origin.split(" (")[0] for origin in origins).items())
     return f"these figures rest on {len(runs)} run(s) (seeds per arm: {per}; {where})"
 
 

@@ -48,22 +48,42 @@ def clean_predictions(sha256: str, data_source: str, folder: str | Path = FOLDER
     """The clean predictions of the student whose weights hash to ``sha256``, if the committed study holds them
     and was made on ``data_source`` (a source label, :attr:`igkd_lib.data.cifar10.Cifar10.source_label`); else
     None."""
-    folder = Path(folder)
+    study = _clean_study(Path(folder), stem)
+    if study is None:
+        return None
+    provenance, hashes, clean, indices = study
+    if provenance.get("data_source") != data_source or sha256 not in hashes:
+        return None
+    predicted = clean[hashes.index(sha256)]
+    return CommittedPredictions(dict(zip(indices.tolist(), predicted.tolist())), str(provenance.get("commit", "?")),
+                                str(provenance.get("device", "?")), str(provenance.get("command", "?")))
+
+
+_MEMO: dict = {}
+
+
+def _clean_study(folder: Path, stem: str) -> tuple | None:
+    """(provenance, the students' hashes, their clean predictions (students, images), the test indices) of the
+    committed study, or None where a file is missing or the clean version is not there once; read once per version
+    of the files (chapter 7 asks for each of its six students)."""
     files = [folder / f"{stem}{suffix}" for suffix in (".json", "_models.csv", "_images.npz")]
     if not all(path.is_file() for path in files):
         return None
+    key = tuple((str(path), path.stat().st_mtime_ns) for path in files)
+    if key not in _MEMO:
+        _MEMO.clear()
+        _MEMO[key] = _read_clean_study(files)
+    return _MEMO[key]
+
+
+def _read_clean_study(files: list[Path]) -> tuple | None:
     provenance = read_json(files[0])
-    if provenance.get("data_source") != data_source:
-        return None
     with open(files[1], newline="") as handle:
         hashes = [row["sha256"] for row in csv.DictReader(handle)]
-    if sha256 not in hashes:
-        return None
     with np.load(files[2]) as raw:
         clean = [i for i, kind in enumerate(raw["kinds"]) if kind == "clean"]
         if len(clean) != 1 or raw["predictions"].shape[0] != len(hashes):
             return None
-        predicted = raw["predictions"][hashes.index(sha256), clean[0]].astype(np.int64)
+        predictions = raw["predictions"][:, clean[0]].astype(np.int64)
         indices = raw["indices"].astype(np.int64)
-    return CommittedPredictions(dict(zip(indices.tolist(), predicted.tolist())), str(provenance.get("commit", "?")),
-                                str(provenance.get("device", "?")), str(provenance.get("command", "?")))
+    return provenance, hashes, predictions, indices

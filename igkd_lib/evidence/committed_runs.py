@@ -67,10 +67,10 @@ def _read(path: Path, logs_path: Path, label: str) -> CommittedRuns:
                 if (row.get("status") or "complete") != "complete":
                     continue
                 row = check_row({k: v for k, v in row.items() if v not in (None, "")}, f"{path} row {number}")
-                # rows merged by `python -m igkd_lib run` carry no device type or trainer: theirs (precision_name:
-                # bf16 on CUDA only) and the single-run trainer
                 if "run_key" not in row:
                     continue
+                # rows merged by `python -m igkd_lib run` carry no device type or trainer: theirs (precision_name:
+                # bf16 on CUDA only) and the single-run trainer
                 row.setdefault("trainer", "single")
                 row.setdefault("device_type", "cuda" if row.get("precision") == "bf16" else "cpu")
                 for name in ("seconds", "teacher_acc"):

@@ -241,7 +241,10 @@ PROFILES: dict[str, dict] = {"smoke": _SMOKE, "quick": _QUICK, "paper": _PAPER}
 # own student_cut is always swept too.
 # studies: chapter 8's sizes: the overlay sources, teacher signals and student cuts trained (one seed on
 # smoke and quick; runs that coincide with chapter 4's are read from the run cache), probe images for
-# the agreement, test images and severities for the robustness.
+# the agreement, test images and severities for the robustness (paper on a CPU, studies_cpu: 32 probe images, since IG
+# at 50 points costs ~0.3 s per image and model there, and 300 corrupted test images at the committed study's
+# severities 1, 3, 5: 1,000 took 209 s for the authors' three students; those students on the whole test set are
+# chapter 7's committed study, results/robustness).
 # maps: chapter 2's maps: of the whole training subset (sample None), or of its first `sample` images (the paper
 # profile on a CPU, maps_cpu: 50,000 maps x 50 points take hours there; the full cache is a GPU window's work).
 # paper_teacher: the GPU-trained paper teacher is this profile's teacher where installed.
@@ -278,6 +281,8 @@ PLANS: dict[str, dict] = {
                      cuts=STUDENT_CUTS, variant_repeats=200, compile=True, save=True),
         studies=dict(sources=SOURCE_STUDY, signals=TEACHER_LOGITS, cuts=STUDENT_CUTS, n_probe=500, n_robust=10_000,
                      severities=(1, 2, 3, 4, 5)),
+        studies_cpu=dict(sources=SOURCE_STUDY, signals=TEACHER_LOGITS, cuts=STUDENT_CUTS, n_probe=32, n_robust=300,
+                         severities=(1, 3, 5)),
         latency_cpu=_CPU_LATENCY, maps=dict(sample=None), maps_cpu=dict(sample=256), paper_teacher=True,
         commit_results=True),
 }

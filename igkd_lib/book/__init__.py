@@ -8,9 +8,10 @@
 
 It reads every stage below it; nothing below reads it.
 """
-from igkd_lib.book.coverage import missing_note, missing_table, runs_line
+from igkd_lib.book.coverage import missing_note, missing_table, runs_line, show_coverage, students_line
 from igkd_lib.book.notebook import caption, chapter_setup, figure_note, list_parameter, table_note
 
 MODULES = ("notebook", "coverage", "views", "plots", "build", "info")
 __all__ = ["MODULES", "caption", "chapter_setup", "figure_note", "list_parameter",
-           "table_note", "runs_line", "missing_table", "missing_note"]
+           "table_note", "runs_line", "missing_table", "missing_note", "show_coverage",
+           "students_line"]

@@ -15,7 +15,7 @@ from igkd_lib.config import Config
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["seed_ranges", "runs_line", "missing_table", "missing_note"]
+__all__ = ["seed_ranges", "runs_line", "missing_table", "missing_note", "show_coverage", "students_line"]
 
 
 def seed_ranges(seeds) -> str:
@@ -86,3 +86,29 @@ def missing_note(config: Config, runs: pd.DataFrame, rate: float | None = None) 
             f"epochs x {config.n_train:,} images at {rate:,.0f} images/s (one student on "
             f"{device_name(resolve_device(config.device))}, measured just now) is about {images / rate / 3600:,.1f} "
             "hours; the GPU campaign (README, \"Runs on a GPU\") trains them in windows.")
+
+
+def show_coverage(config: Config, runs: pd.DataFrame, what: str, name: str) -> None:
+    """Print what ``what``'s figures rest on (:func:`runs_line`) and, where runs are missing, show the numbered
+    table of them (label ``name``) with :func:`missing_note` under it."""
+    from igkd_lib.book.notebook import table_note
+
+    print(f"{what}: {runs_line(runs)}")
+    if runs.attrs.get("missing"):
+        table_note(missing_table(runs), f"Runs of {what} that the queue still lacks", name,
+                   missing_note(config, runs))
+
+
+def students_line(students: dict, missing=()) -> str:
+    """One line: which students the agreement and robustness studies examine, and which runs' students are not on
+    this machine (``missing``: (method, seed) from :func:`igkd_lib.evidence.studies.study_students`)."""
+    line = f"these studies examine {len(students)} student(s): {', '.join(students) or 'none'}"
+    if not missing:
+        return line
+    by_method: dict = {}
+    for method, seed in missing:
+        by_method.setdefault(method, []).append(seed)
+    absent = "; ".join(f"{method} seeds {seed_ranges(seeds)}" for method, seeds in by_method.items())
+    return (f"{line}. Not on this machine: the students of {len(missing)} run(s) ({absent}); a committed run keeps its "
+            "row and log, not its weights, so their maps and corrupted-image accuracies are not measured here "
+            "(overrides={'train_missing': True} trains them here)")

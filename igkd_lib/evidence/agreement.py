@@ -106,4 +106,6 @@ def agreement_study(teacher: nn.Module, students: dict, probes: Cifar10, config:
     for label, (model, method, seed) in students.items():
         maps[label] = model_maps(model, probes, config)
         parts.append(agreement_rows(maps["teacher"], maps[label], probes, model=method, label=label, seed=seed))
+    if not parts:  # no student on this machine: the columns, no rows
+        return pd.DataFrame(columns=["model", "label", "seed", "image", "spearman", "iou"]), maps
     return pd.concat(parts, ignore_index=True), maps

@@ -70,8 +70,11 @@ def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFr
             table["source"] += f" ({len(table.attrs['set_aside'])} repeated run(s) set aside)"
         tables.append(table)
     if runs is not None and len(runs):
-        label = f"this build ({config.profile if config else runs['profile'].iloc[0]} profile, {_data_note(runs)})"
-        tables.append(claims_table(runs, label, canonical=_canonical(runs)))
+        # rows this build read from results/paper/ are the committed source above: counted once, there
+        own = runs[~runs["origin"].fillna("").astype(str).str.startswith("committed")] if "origin" in runs else runs
+        if len(own):
+            label = f"this build ({config.profile if config else own['profile'].iloc[0]} profile, {_data_note(own)})"
+            tables.append(claims_table(own, label, canonical=_canonical(own)))
         first = runs.iloc[0]
         # the shipped teacher's card holds its accuracy on the whole test set; a trained one is tested on n_test
         n = 10_000 if first["teacher_origin"] == "shipped" or config is None else config.n_test
@@ -87,9 +90,24 @@ _PREFERENCE = ("committed paper-profile", "this build (paper", "authors' ten-run
                "this build (parameter", "this build")
 
 
+# the sources whose runs follow the paper's recipe at full scale: where two of them give a claim different verdicts,
+# findings() flags it
+_PAPER_SCALE = ("committed paper-profile", "this build (paper", "authors' ten-run file")
+
+
+def _differ(tested: pd.DataFrame) -> str:
+    """"" when the paper-scale sources that tested a claim agree (or fewer than two tested it), else each one's
+    verdict, e.g. "committed paper-profile runs (...): inconclusive; authors' ten-run file (...): supported"."""
+    scale = tested[tested["source"].astype(str).str.startswith(_PAPER_SCALE)]
+    if scale["verdict"].nunique() < 2:
+        return ""
+    return "; ".join(f"{source}: {verdict}" for source, verdict in zip(scale["source"], scale["verdict"]))
+
+
 def findings(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: its status (from the most decisive source that tested it, named), and the verdict
-    with n of every source. ``table``: :func:`evidence`."""
+    """One row per claim: its status (from the most decisive source that tested it, named), the verdicts of the
+    paper-scale sources where they differ (column ``paper-scale sources differ``, "" where they agree), and the
+    verdict with n of every source. ``table``: :func:`evidence`."""
     rows = []
     for claim, group in table.groupby("claim", sort=False):
         tested = group[group["verdict"] != VERDICTS[3]]
@@ -97,7 +115,7 @@ def findings(table: pd.DataFrame) -> pd.DataFrame:
         lead = tested.iloc[sorted(range(len(tested)), key=lambda i: rank(tested["source"].iloc[i]))[0]] \
             if len(tested) else group.iloc[0]
         row = {"claim": claim, "status": lead["verdict"], "status from": lead["source"] if len(tested) else "-",
-               "paper": group["paper"].iloc[0]}
+               "paper": group["paper"].iloc[0], "paper-scale sources differ": _differ(tested)}
         row.update({src: f"{v} (n={n})" for src, v, n in zip(group["source"], group["verdict"], group["n"])})
         rows.append(row)
     return pd.DataFrame(rows).fillna("")

@@ -113,7 +113,7 @@ def robustness_rows(models: dict, data: Cifar10, kinds=CORRUPTIONS, severities=(
                 rows.append({"model": label, "method": method, "seed": run_seed, "kind": kind, "severity": severity,
                              "subset": subset, "n": int(mask.sum()),
                              "accuracy": float(correct[mask].float().mean() * 100) if mask.any() else float("nan")})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "method", "seed", "kind", "severity", "subset", "n", "accuracy"])
 
 
 def _with_drop(rows: pd.DataFrame) -> pd.DataFrame:

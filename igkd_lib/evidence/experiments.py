@@ -48,6 +48,11 @@ _ROW_KNOBS = ("p", "blend", "temperature", "alpha", "map_alignment", "map_views"
 # Chapter 5's grids by profile: a view of the profiles' ``ablation`` plans (igkd_lib.config.PLANS).
 ABLATION_GRIDS: dict[str, dict] = {name: plans["ablation"] for name, plans in PLANS.items()}
 
+# The columns (and their types) of a run table with no rows, so that summaries and filters work on it unchanged.
+_EMPTY_COLUMNS = {"variant": object, "method": object, "seed": int, "final_acc": float, "best_epoch_acc": float,
+                  "epochs": int, "data_source": object, "profile": object, "teacher_origin": object,
+                  "teacher_acc": float, "run_key": object, "cached": bool, "origin": object}
+
 _MEMO: dict[str, object] = {}
 
 
@@ -236,6 +241,8 @@ def run_grid(config: Config, methods=None, seeds=None, variants: list[dict] | No
     """
     missing: list = []
     frame = without_logs(list(rows_with_logs(config, methods, seeds, variants, progress, cached_only, missing)))
+    if frame.empty:  # nothing read or trained (the paper profile before the GPU campaign): the columns still exist
+        frame = frame.reindex(columns=list(_EMPTY_COLUMNS)).astype(_EMPTY_COLUMNS)
     frame.attrs["missing"] = missing
     return frame
 

@@ -111,13 +111,24 @@ def official_students(config: Config) -> dict[str, tuple[nn.Module, float]]:
 
 
 def study_students(config: Config, methods=METHODS, seeds=None, official: bool = True,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, missing: list | None = None) -> dict:
     """{label: (model, method, seed)}: the trained students of ``methods`` x ``seeds`` (the profile's by
-    default; trained where missing), then the authors' published ones (seed None) if ``official``."""
+    default; trained where missing), then the authors' published ones (seed None) if ``official``.
+
+    A student whose weights are not on this machine and that the config does not train (``train_missing``
+    false: the paper profile, whose committed runs keep no weights) is left out and appended to ``missing``
+    as (method, seed)."""
     out = {}
     for method in methods:
         for seed in (config.seeds if seeds is None else seeds):
-            out[f"{method} s{seed}"] = (trained_student(config, method, int(seed), progress)[0], method, int(seed))
+            try:
+                model = trained_student(config, method, int(seed), progress)[0]
+            except LookupError:
+                if missing is None:
+                    raise
+                missing.append((method, int(seed)))
+                continue
+            out[f"{method} s{seed}"] = (model, method, int(seed))
     if official:
         out.update({label: (model, label, None) for label, (model, _) in official_students(config).items()})
     return out
@@ -161,9 +172,13 @@ def teacher_on_overlays(teacher: nn.Module, images_uint8: torch.Tensor, labels: 
 
 def _variant_runs(config: Config, methods, field_name: str, values, seeds, progress: bool) -> "pd.DataFrame":
     """Runs of ``methods`` x ``seeds`` for each value of one config field; the value in a column of that name."""
+    import pandas as pd
+
     variants = [{field_name: v} for v in values]
     table = experiments.run_grid(config, list(methods), seeds=seeds, variants=variants, progress=progress)
-    table[field_name] = [type(values[0])(v.split("=", 1)[1]) for v in table["variant"]]
+    kind = type(values[0])
+    table[field_name] = pd.Series([kind(v.split("=", 1)[1]) for v in table["variant"]], index=table.index,
+                                  dtype=object if kind is str else kind)
     return table
 
 

@@ -42,7 +42,7 @@ STUDENT_CUTS = (3, 5, 7, 9, 11, 13, 15, 17)
 # paper-profile teacher is installed (igkd_lib.attribution.sources)
 SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "constant", "ig_weak")
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
-WIDE_LAYOUTS = ("auto", "grouped", "serial")  # igkd_lib.training.wide_model.LAYOUTS; auto: the device's
+WIDE_LAYOUTS = ("auto", "grouped", "serial", "member")  # igkd_lib.training.wide_model.LAYOUTS; auto: the device's
 TRAIN_ENGINES = ("wide", "graph")  # igkd_lib.training.graph_step.ENGINES
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0

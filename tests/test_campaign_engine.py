@@ -2,6 +2,7 @@
 and a window trains with the committed choice."""
 from pathlib import Path
 
+import pytest
 import torch
 
 from igkd_lib.campaign import engine, window
@@ -50,16 +51,50 @@ def test_the_graph_engine_needs_the_margin_over_the_fastest_compile_choice():
 
 def test_the_first_ingested_engine_stays(tmp_path):
     assert engine.read_engine(tmp_path, "paper") is None and engine.read_engine(None, "paper") is None
-    first = {"settings": {"train_compile": "compile"}, "window": "w1", "basis": []}
+    first = {"settings": {"train_compile": "compile"}, "window": "w1", "basis": [], "candidates": engine.candidates()}
     assert "from window w1" in engine.keep_engine(tmp_path, "paper", first)
-    said = engine.keep_engine(tmp_path, "paper", {"settings": {}, "window": "w2", "basis": []})
+    said = engine.keep_engine(tmp_path, "paper", {"settings": {}, "window": "w2", "basis": [],
+                                                  "candidates": engine.candidates()})
     assert said == "kept the engine of window w1 (this one chose {})"
     assert engine.read_engine(tmp_path, "paper") == first
 
 
+def test_a_choice_made_among_other_candidates_is_probed_again_and_replaced(tmp_path):
+    from igkd_lib.campaign import prepare
+
+    old = {"settings": {"train_compile": "cudagraph"}, "window": "w1", "basis": []}  # before candidates were kept
+    engine.keep_engine(tmp_path, "paper", old)
+    (tmp_path / "paper" / "windows").mkdir(parents=True)
+    (tmp_path / "paper" / "windows" / "w1.json").write_text('{"probe": {}}')
+    assert not engine.current(old) and prepare.probe_needed(tmp_path)  # probed, but among other candidates
+    new = engine.choose(_probe(), "cuda", "w2")
+    assert engine.current(new) and new["candidates"] == engine.candidates()
+    assert "layout=member" in new["candidates"] and "engine=graph" in new["candidates"]
+    said = engine.keep_engine(tmp_path, "paper", new)
+    assert said == "engine defaults from window w2, in place of window w1's {'train_compile': 'cudagraph'} (chosen " \
+                   "among other candidates)"
+    assert engine.read_engine(tmp_path, "paper") == new and not prepare.probe_needed(tmp_path)
+    assert engine.keep_engine(tmp_path, "paper", old).startswith("kept the engine of window w2")  # never back
+
+
+def test_the_graph_engine_may_win_in_the_member_major_layout_and_is_accepted_at_ingest():
+    probe = _probe(compiled={"cudagraph": ("cudagraph", 600.0)})
+    probe["engines"] = [{"design": "graph engine", "ran": "cudagraph", "members": 8, "layout": "grouped",
+                         "students_images_per_s": 700.0},
+                        {"design": "graph engine, member-major", "ran": "cudagraph", "members": 8, "layout": "member",
+                         "students_images_per_s": 900.0}]
+    chosen = engine.choose(probe, "cuda", "w1")
+    assert chosen["settings"] == {"train_engine": "graph", "wide_layout": "member"}
+    assert engine.check_engine(chosen, "window.json: engine") is chosen
+    probe["engines"][1]["students_images_per_s"] = 650.0  # the grouped graph engine is the faster one
+    assert engine.choose(probe, "cuda", "w1")["settings"] == {"train_engine": "graph"}
+    with pytest.raises(ValueError, match=r"settings.train_engine='rows' is not allowed"):
+        engine.check_engine({**chosen, "settings": {"train_engine": "rows"}}, "window.json: engine")
+
+
 def test_a_window_trains_with_the_committed_engine(tmp_path):
-    engine.keep_engine(tmp_path / "results", "smoke",
-                       {"settings": {"wide_layout": "grouped"}, "window": "w1", "basis": []})
+    engine.keep_engine(tmp_path / "results", "smoke", {"settings": {"wide_layout": "grouped"}, "window": "w1",
+                                                        "basis": [], "candidates": engine.candidates()})
     options = window.WindowOptions(out=tmp_path / "out", work=tmp_path / "work", teacher_weights=tmp_path / "t.pt",
                                    resume_dir=tmp_path / "resume", results_dir=tmp_path / "results")
     config = make_config("smoke", device="cpu", cache_dir=str(tmp_path))
@@ -67,3 +102,40 @@ def test_a_window_trains_with_the_committed_engine(tmp_path):
     used = window._engine(config, options, results, torch.device("cpu"))  # its probe would choose serial
     assert used.wide_layout == "grouped" and results.meta["layout"] == "grouped"
     assert results.meta["engine"]["window"] == "w1" and results.meta["config"]["wide_layout"] == "grouped"
+    stale = {"settings": {"wide_layout": "grouped"}, "window": "w0", "basis": []}  # chosen among other candidates
+    (tmp_path / "results" / "smoke" / engine.ENGINE_FILE).write_text(__import__("json").dumps(stale))
+    results = WindowResults(Path(options.out), {"window": "w3", "probe": _probe(grouped=1.0)})
+    used = window._engine(config, options, results, torch.device("cpu"))  # this window's own probe decides
+    assert results.meta["layout"] == "serial" and results.meta["engine"]["window"] == "w3"
+
+
+def test_a_gpu_probe_measures_the_candidates_and_nothing_else(tmp_path, monkeypatch):
+    """On CUDA the probe measures the layouts, sizes and compile choices the engine is chosen among (the figures
+    are faked here: what is checked is what would be measured), and no 1x1-kernel sweep."""
+    from igkd_lib.bench import campaign as bench_campaign
+
+    calls = {}
+
+    def fake_run(config, **kw):
+        calls["run"] = kw
+        return [{"design": f"wide N={n} {layout}", "students": n, "layout": layout, "engine": "wide",
+                 "students_images_per_s": float(n), "device_type": "cuda"}
+                for layout in kw["layouts"] for n in kw["sizes"]]
+
+    monkeypatch.setattr(bench_campaign, "run", fake_run)
+    monkeypatch.setattr(bench_campaign, "ratio_lines", lambda rows: [])
+    monkeypatch.setattr(bench_campaign, "compile_rows", lambda config, members, **kw: calls.update(
+        compile={"members": members, **kw}) or [])
+    monkeypatch.setattr(bench_campaign, "engine_rows", lambda config, members, **kw: calls.update(
+        engines={"members": members, **kw}) or [])
+    monkeypatch.setattr(window, "resolve_device", lambda choice: torch.device("cuda"))
+    options = window.WindowOptions(out=tmp_path / "out", work=tmp_path / "work", teacher_weights=tmp_path / "t.pt",
+                                   resume_dir=tmp_path / "resume", results_dir=tmp_path / "results")
+    probe = window._probe(make_config("smoke", device="cpu", cache_dir=str(tmp_path)), options)
+    assert probe["pointwise"] is None
+    assert calls["run"]["layouts"] == engine.PROBE_LAYOUTS == ("grouped", "member")
+    assert calls["run"]["sizes"] == engine.PROBE_SIZES and calls["run"]["graph_sizes"] == (8, 16)
+    assert calls["compile"] == {"members": 32, "steps": None, "choices": engine.PROBE_COMPILES, "layout": "grouped"}
+    assert calls["engines"]["designs"] == (bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER)
+    compiles = [c for c in engine.candidates() if c.startswith("compile")]
+    assert compiles == [f"compile={c}" for c in engine.PROBE_COMPILES]

@@ -42,11 +42,13 @@ def test_tiny_window_then_ingest(tmp_path):
     probe = meta["probe"]  # the kernel and trainer measurements, made with the window's blocked imports
     assert [row["members"] for row in probe["pointwise"]] == [1, 2]
     assert [row["design"] for row in probe["trainers"]] == ["single, per-step sync", "single, sync-free",
-                                                            "wide N=1 grouped", "wide N=2 grouped",
                                                             "wide N=1 serial", "wide N=2 serial",
+                                                            "wide N=1 member", "wide N=2 member",
                                                             "graph N=1", "graph N=2"]
-    assert [row["design"] for row in probe["engines"]] == ["graph engine"] and "probe: graph engine / " in run.stdout
-    assert meta["layout"] == "serial" and probe["compile"][0]["layout"] in ("grouped", "serial")
+    assert [row["design"] for row in probe["engines"]] == ["graph engine", "graph engine, member-major"]
+    assert "probe: graph engine (serial) / " in run.stdout
+    assert "probe: graph engine, member-major (member) / " in run.stdout
+    assert meta["layout"] == "serial" and probe["compile"][0]["layout"] == "serial"
     assert meta["engine"]["window"] == meta["window"] and meta["engine"]["settings"] == {}  # the CPU's defaults won
     assert [row["train_compile"] for row in probe["compile"]] == ["none"] and "probe: N=1:" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]

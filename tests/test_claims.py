@@ -143,3 +143,26 @@ def test_campaign_study_runs_never_count_as_table_1():
     pd.testing.assert_frame_equal(alone, mixed)
     assert claims.variant_overrides("student_cut=7, p=0.1") == {"student_cut": "7", "p": "0.1"}
     assert claims.variant_overrides("default") == {}
+
+
+def test_findings_flag_a_claim_on_which_paper_scale_sources_differ():
+    claim = "KD beats the student trained alone"  # inconclusive in both versions of the authors' ten-run file
+    alone = claim_sources.findings(claim_sources.evidence(runs=None, committed=pd.DataFrame())).set_index("claim")
+    assert alone.loc[claim, "paper-scale sources differ"] == ""  # the two versions agree
+    strong = _runs({"baseline": 90, "kd": 91.5, "ig": 90.8, "kd_ig": 92}, 10, sd=0.1)  # KD: +1.5 at sd 0.1
+    found = claim_sources.findings(claim_sources.evidence(runs=None, committed=strong)).set_index("claim")
+    flag = found.loc[claim, "paper-scale sources differ"]
+    assert "committed paper-profile runs" in flag and ": supported" in flag and ": inconclusive" in flag
+    # a small-profile build that differs is no paper-scale source: not flagged
+    quick = strong.assign(profile="quick", teacher_acc=90.0, teacher_origin="shipped")
+    found = claim_sources.findings(claim_sources.evidence(runs=quick, committed=pd.DataFrame())).set_index("claim")
+    assert found.loc[claim, "paper-scale sources differ"] == ""
+
+
+def test_rows_read_from_the_committed_runs_count_once():
+    committed = _runs({"baseline": 90, "kd": 91, "ig": 90.8, "kd_ig": 92}, 3)
+    read_back = committed.assign(origin="committed (results/paper, window w1)", teacher_acc=90.0,
+                                 teacher_origin="paper")
+    sources = set(claim_sources.evidence(runs=read_back, committed=committed)["source"])
+    assert any(s.startswith("committed paper-profile") for s in sources)
+    assert not any(s.startswith("this build (paper") for s in sources)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -117,3 +118,45 @@ def test_coverage_says_what_the_figures_rest_on_and_what_is_missing(setting):
     assert coverage.missing_note(config, experiments.run_grid(config, ["kd"], seeds=[1], progress=False)) == ""
     assert coverage.seed_ranges([7, 0, 1, 2, 5, 8]) == "0-2, 5, 7-8"
     assert coverage.runs_line(runs.iloc[:0]) == "these figures rest on no run yet"
+
+
+def test_an_empty_run_table_keeps_its_columns_and_summaries_work_on_it(setting):
+    from igkd_lib.evidence import stats, studies
+
+    config, _, _, _, _ = setting
+    runs = experiments.run_grid(config, ["kd"], seeds=[0], progress=False)
+    assert runs.empty and {"method", "seed", "final_acc", "data_source", "origin"} <= set(runs.columns)
+    assert runs["final_acc"].dtype == float and stats.summarise(runs).empty
+    by_cut = studies.compression_runs(config, (5, 17), seeds=[0])
+    assert by_cut.empty and by_cut["student_cut"].dtype == int and len(by_cut.attrs["missing"]) == 4
+    latency = pd.DataFrame({"student_cut": [5, 17], "latency_ms": [1.0, 0.5], "latency_iqr_ms": [0.1, 0.1]})
+    assert studies.compression_points(by_cut, latency).empty
+
+
+def test_show_coverage_prints_the_line_and_the_missing_runs(setting, capsys, monkeypatch):
+    from igkd_lib.book import coverage
+
+    config, _, _, _, _ = setting
+    monkeypatch.setattr(coverage, "_rate", lambda config: 100.0)
+    runs = experiments.run_grid(config, ["kd"], seeds=[0, 1], progress=False)
+    coverage.show_coverage(config, runs, "the KD study", "tbl-test-missing")
+    out = capsys.readouterr().out
+    assert out.startswith("the KD study: these figures rest on no run yet")
+    assert "Runs of the KD study that the queue still lacks" in out and "2 run(s) of this chapter" in out
+
+
+def test_study_students_lists_the_students_that_are_not_here(setting):
+    from igkd_lib.book.coverage import students_line
+    from igkd_lib.evidence import studies
+
+    config, _, _, _, _ = setting
+    absent: list = []
+    students = studies.study_students(config, methods=("baseline", "kd_ig"), seeds=[0, 3], official=False,
+                                      missing=absent)
+    assert students == {} and absent == [("baseline", 0), ("baseline", 3), ("kd_ig", 0), ("kd_ig", 3)]
+    assert students_line(students, absent) == (
+        "these studies examine 0 student(s): none. Not on this machine: the students of 4 run(s) (baseline seeds 0, 3; "
+        "kd_ig seeds 0, 3); a committed run keeps its row and log, not its weights, so their maps and corrupted-image "
+        "accuracies are not measured here (overrides={'train_missing': True} trains them here)")
+    with pytest.raises(LookupError, match="train_missing=true"):  # without a list to note them in: an error
+        studies.study_students(config, methods=("kd",), seeds=[0], official=False)

@@ -98,18 +98,19 @@ def test_masked_batchnorm_equals_the_unpadded_batch(float64):
 
 
 @pytest.mark.slow
-def test_graph_engine_equals_single_runs_for_every_method_and_teacher_signal(tmp_path, float64):
+@pytest.mark.parametrize("layout", ["grouped", "member"])
+def test_graph_engine_equals_single_runs_for_every_method_and_teacher_signal(tmp_path, float64, layout):
     """Float64, 20 images in batches of 8 (the last one padded from 4), two epochs: baseline, kd, ig, kd_ig
     and every teacher-signal option (online, online_clean, cached, official), each member against its single
-    run: per-epoch rows and weights."""
+    run: per-epoch rows and weights; in the grouped layout and the member-major one (its masked BatchNorm too)."""
     data = _tiny(20)
     members = _members(_config(tmp_path))
-    results = _graph(members, data)
+    results = _graph(members, data, layout)
     for got, member in zip(results, members):
         _assert_same_run(got, _single(member, data))
     info = results[0].info
     assert {k: info[k] for k in ("compile", "precision", "trainer", "group_size", "layout")} == {
-        "compile": "none", "precision": "fp32", "trainer": "graph", "group_size": 8, "layout": "grouped"}
+        "compile": "none", "precision": "fp32", "trainer": "graph", "group_size": 8, "layout": layout}
     assert info["teacher_inferences"] > 0 and 0 < info["table_filled"] < 1
 
 

@@ -109,7 +109,7 @@ def test_group_equals_single_runs_step_by_step_float64(tmp_path, float64, layout
 
 
 @pytest.mark.slow
-@LAYOUTS
+@pytest.mark.parametrize("layout", ["grouped", "serial", "member"])
 def test_group_with_mixed_knobs_equals_single_runs(tmp_path, float64, layout):
     """Three steps per epoch (8, 8, 4 images: the last one short), two epochs; members differ in every per-member
     knob (the teacher's signal too: online, online_clean between online members, cached)."""
@@ -142,7 +142,7 @@ def test_split_states_load_into_ordinary_students():
     assert not torch.equal(states[0]["classifier.1.weight"], states[1]["classifier.1.weight"])
 
 
-@LAYOUTS
+@pytest.mark.parametrize("layout", ["grouped", "serial", "member"])
 def test_wide_forward_equals_the_students_forward(layout):
     students = []
     for seed in (0, 1, 2):
@@ -178,8 +178,41 @@ def test_serial_layout_trains_the_wide_tensors_in_place(float64):
         torch.testing.assert_close(q.grad, p.grad, rtol=RTOL, atol=ATOL, msg=name)
 
 
+def test_member_major_layout_trains_the_wide_tensors_in_place(float64):
+    """The member-major layout on the same wide parameters: training-mode logits, gradients, running statistics
+    and batch counts equal the grouped layout's (float64; parameters whose true gradient is zero, a BatchNorm
+    bias followed by another BatchNorm, are compared in absolute terms), and so do its evaluation logits."""
+    students = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        students.append(models.student(9, normalise=True))
+    x = torch.rand(4, 9, 32, 32)
+    nets = [WideStudent(students, layout).train() for layout in ("grouped", "member")]
+    outs = [net(x) for net in nets]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    for out in outs:
+        out.square().sum().backward()
+    grouped, member = nets
+    for (name, p), q in zip(grouped.named_parameters(), member.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for key, value in grouped.state_dict().items():
+        torch.testing.assert_close(member.state_dict()[key], value, rtol=1e-12, atol=1e-12, msg=key)
+    assert int(member.features[1].conv[2].num_batches_tracked) == 1
+    torch.testing.assert_close(member.eval()(x), grouped.eval()(x), rtol=1e-12, atol=1e-12)
+
+
+def test_member_major_names_a_layer_it_cannot_run():
+    from igkd_lib.training import member_major
+
+    x = torch.rand(2, 1, 8, 8, 4)
+    with pytest.raises(ValueError, match="padding_mode='reflect' cannot run member-major; allowed: zeros"):
+        member_major.features(torch.nn.Conv2d(8, 8, 3, padding=1, groups=2, padding_mode="reflect"), x, 2)
+    with pytest.raises(ValueError, match="a Hardswish cannot run member-major; allowed: Conv2d"):
+        member_major.features(torch.nn.Hardswish(), x, 2)
+
+
 def test_an_unknown_layout_is_named():
-    with pytest.raises(ValueError, match="layout='rows' is not allowed; allowed: grouped, serial"):
+    with pytest.raises(ValueError, match="layout='rows' is not allowed; allowed: grouped, serial, member"):
         WideStudent([models.student(5)], "rows")
     with pytest.raises(ConfigError, match="wide_layout"):
         make_config("smoke", wide_layout="rows")

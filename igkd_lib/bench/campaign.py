@@ -4,9 +4,10 @@
   the loss and the correct count: host synchronisations in every step; same numbers),
 - ``single, sync-free``: :func:`igkd_lib.training.student.train_student` today (draws uploaded once per epoch,
   sums read once per epoch),
-- ``wide N=k grouped`` / ``wide N=k serial``: :func:`igkd_lib.training.wide.train_group` with k members in each
-  layout of :data:`igkd_lib.training.wide_model.LAYOUTS` (N = 1, 2, 4 on CPU; 1, 2, 4, 8, 16 on CUDA, where the
-  serial layout, N ordinary passes in a row, is measured up to N = 4 only).
+- ``wide N=k grouped`` / ``serial`` / ``member``: :func:`igkd_lib.training.wide.train_group` with k members in
+  each layout of :data:`igkd_lib.training.wide_model.LAYOUTS` (N = 1, 2, 4 on CPU; 1, 2, 4, 8, 16 on CUDA, where
+  the serial layout, N ordinary passes in a row, is measured up to N = 4 only, and the member-major layout at
+  N = 8, 16, 32: :data:`MEMBER_SIZES_ON_CUDA`).
 
 Every design trains kd_ig (online teacher, overlay: the most work per image) for one epoch of
 ``steps`` batches of real CIFAR-10 images with random maps and a fresh teacher (throughput only), after
@@ -21,9 +22,9 @@ recalibration where the profile asks for it, evaluation of 200 test images), the
 Targets: wide >= 0.9x single on CPU (in the layout the trainer uses there,
 :func:`igkd_lib.training.wide_model.default_layout`); on a GPU, the best wide N >= 5x the per-step-sync single run.
 :func:`engine_rows` sets today's design (wide grouped with CUDA-graph capture on a GPU; on a CPU the
-wide trainer as it runs there, eager) and the graph engine side by side at one N, each timed on its
-second epoch (the first pays for compilation, capture and the table); the target on a GPU is
->= 60,000 kd_ig students·images/s for the graph engine.
+wide trainer as it runs there, eager) and the graph engine, in the device's layout and member-major, side by side
+at one N, each timed on its second epoch (the first pays for compilation, capture and the table); the target on a
+GPU is >= 60,000 kd_ig students·images/s for the graph engine.
 """
 from __future__ import annotations
 
@@ -42,9 +43,11 @@ from igkd_lib.training.wide import Member, train_group
 from igkd_lib.training.wide_model import LAYOUTS, default_layout
 
 __all__ = ["run", "single_rate", "cli", "group_sizes", "ratio_lines", "compile_rows", "engine_rows", "engine_lines",
-           "SERIAL_MAX_ON_CUDA", "ENGINE_DESIGNS", "TODAY", "GRAPH"]
+           "SERIAL_MAX_ON_CUDA", "MEMBER_SIZES_ON_CUDA", "ENGINE_DESIGNS", "TODAY", "GRAPH", "GRAPH_MEMBER"]
 
 SERIAL_MAX_ON_CUDA = 4  # beyond this N the serial layout is N single passes in a row: nothing more to learn
+# the member-major layout is a candidate for large groups (its matmuls grow with N): measured from N = 8 up to 32
+MEMBER_SIZES_ON_CUDA = (8, 16, 32)
 SINGLES = ("single, per-step sync", "single, sync-free")
 
 
@@ -61,9 +64,10 @@ def _designs(device: torch.device, sizes, singles: bool, layouts, graph_sizes) -
     for layout in layouts or LAYOUTS:
         if layout not in LAYOUTS:
             raise ValueError(f"layouts={layouts!r} is not allowed; allowed: a subset of {', '.join(LAYOUTS)}")
+        cuda_sizes = MEMBER_SIZES_ON_CUDA if layout == "member" else group_sizes(device)
         designs += [{"design": f"wide N={k} {layout}", "students": k, "layout": layout, "engine": "wide"}
-                    for k in sizes or group_sizes(device)
-                    if layout == "grouped" or device.type != "cuda" or k <= SERIAL_MAX_ON_CUDA]
+                    for k in sizes or (cuda_sizes if device.type == "cuda" else group_sizes(device))
+                    if layout != "serial" or device.type != "cuda" or k <= SERIAL_MAX_ON_CUDA]
     used = default_layout(device)
     designs += [{"design": f"graph N={k}", "students": k, "layout": used, "engine": "graph"}
                 for k in (sizes or group_sizes(device) if graph_sizes is None else graph_sizes)]
@@ -155,8 +159,8 @@ def compile_rows(config: Config, members: int, steps: int | None = None,
     return rows
 
 
-TODAY, GRAPH = "today's design", "graph engine"
-ENGINE_DESIGNS = (TODAY, GRAPH)
+TODAY, GRAPH, GRAPH_MEMBER = "today's design", "graph engine", "graph engine, member-major"
+ENGINE_DESIGNS = (TODAY, GRAPH, GRAPH_MEMBER)
 
 
 def _engine_settings(design: str, device: torch.device) -> dict:
@@ -168,6 +172,8 @@ def _engine_settings(design: str, device: torch.device) -> dict:
         return {"train_engine": "wide", "wide_layout": layout, "train_compile": "cudagraph" if cuda else "none"}
     if design == GRAPH:
         return {"train_engine": "graph", "wide_layout": layout, "train_compile": "none"}
+    if design == GRAPH_MEMBER:
+        return {"train_engine": "graph", "wide_layout": "member", "train_compile": "none"}
     raise ValueError(f"design={design!r} is not allowed; allowed: {', '.join(ENGINE_DESIGNS)}")
 
 
@@ -198,17 +204,23 @@ def engine_lines(rows: list[dict], today: dict | None = None) -> list[str]:
     """The graph engine against today's design (its row in ``rows``, or ``today``: a row with
     ``students_images_per_s`` and a ``design`` label, e.g. the probe's compile row)."""
     by_design = {row["design"]: row for row in rows}
-    new, today = by_design.get(GRAPH), by_design.get(TODAY, today)
-    if new is None or today is None:
+    today = by_design.get(TODAY, today)
+    graphs = [by_design[name] for name in (GRAPH, GRAPH_MEMBER) if name in by_design]
+    if not graphs or today is None:
         return []
-    target = "  (target on a GPU: >= 60,000 students·images/s)" if new["device_type"] == "cuda" else ""
-    return [f"graph engine / today's design ({today['design']}, ran {today.get('ran', '?')}) at N={new['members']} "
-            f"= {new['students_images_per_s'] / today['students_images_per_s']:.2f}x "
-            f"({new['students_images_per_s']:.0f} vs {today['students_images_per_s']:.0f} students·images/s)"
-            + target,
-            f"graph engine's teacher: {new['teacher_inferences']} images in {new['teacher_s']:.2f} s over both epochs "
-            f"({new['teacher_inferences'] / max(new['teacher_s'], 1e-9):.0f} teacher images/s: table entries and "
-            "overlaid images, inference in large batches)"]
+    lines = []
+    for new in graphs:
+        target = "  (target on a GPU: >= 60,000 students·images/s)" if new["device_type"] == "cuda" else ""
+        lines.append(f"{new['design']} ({new['layout']}) / today's design ({today['design']}, ran "
+                     f"{today.get('ran', '?')}) at N={new['members']} = "
+                     f"{new['students_images_per_s'] / today['students_images_per_s']:.2f}x "
+                     f"({new['students_images_per_s']:.0f} vs {today['students_images_per_s']:.0f} students·images/s)"
+                     + target)
+    new = graphs[0]
+    lines.append(f"graph engine's teacher: {new['teacher_inferences']} images in {new['teacher_s']:.2f} s over both "
+                 f"epochs ({new['teacher_inferences'] / max(new['teacher_s'], 1e-9):.0f} teacher images/s: table "
+                 "entries and overlaid images, inference in large batches)")
+    return lines
 
 
 def ratio_lines(rows: list[dict]) -> list[str]:

@@ -7,6 +7,10 @@ Every later window reads that file (it travels with the checkout) and applies th
 a run's key (which covers ``train_compile``) never changes from one window to the next and no run is
 trained twice. Only settings that differ from the config's defaults are kept; eager stays the default
 and the fallback (a compiled step that fails falls back to eager, and the run records what ran).
+
+A choice records the :func:`candidates` it was made among (the wide layouts, the trainers, the compile choices).
+When the code offers others (a new layout, a new trainer), the committed choice is no longer :func:`current`:
+the next window probes again and its choice replaces the old one (runs trained before keep their own engine).
 """
 from __future__ import annotations
 
@@ -17,20 +21,43 @@ import torch
 from igkd_lib.storage import atomic_write_json, read_json
 from igkd_lib.training.wide_model import default_layout
 
-__all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "choose", "check_engine", "read_engine", "keep_engine"]
+__all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "PROBE_LAYOUTS", "PROBE_COMPILES", "PROBE_SIZES", "candidates", "current",
+           "choose", "check_engine", "read_engine", "keep_engine"]
 
 ENGINE_FILE = "engine.json"
+# What a GPU window's probe measures (igkd_lib.campaign.window._probe), so what an engine is chosen among. The serial
+# layout (N single passes in a row) measured 1,206-2,370 students·images/s on the H200 against the grouped layout's
+# 2,022-9,442; torch.compile (inductor) 12,930 against CUDA-graph capture's 16,316 at N = 8, and its compilation was
+# the longest part of that 299 s probe (window 20261204T155918Z): neither is measured again.
+PROBE_LAYOUTS = ("grouped", "member")
+PROBE_COMPILES = ("none", "cudagraph")
+PROBE_SIZES = (8, 16, 32)  # the wide group sizes measured (memory is no limit on an H200 at these N)
 # a compiled step is kept only when it trains at least this much faster than eager in the probe
 # (compilation costs start-up time in every window, and a few per cent are within the probe's noise)
 COMPILE_MARGIN = 1.05
 
 
+def candidates() -> list[str]:
+    """What a GPU probe chooses among: the wide layouts, trainers, compile choices and group sizes it measures."""
+    from igkd_lib.training.graph_step import ENGINES
+
+    return ([f"layout={name}" for name in PROBE_LAYOUTS] + [f"engine={name}" for name in ENGINES]
+            + [f"compile={name}" for name in PROBE_COMPILES] + [f"N={n}" for n in PROBE_SIZES])
+
+
+def current(engine: dict | None) -> bool:
+    """Whether ``engine`` was chosen among today's :func:`candidates` (False for None and for a choice made before
+    choices recorded them)."""
+    return engine is not None and engine.get("candidates") == candidates()
+
+
 def choose(probe: dict, device_type: str, window: str) -> dict:
-    """``{"settings": config overrides, "window", "basis": the measured lines}`` from a probe's figures.
+    """``{"settings": config overrides, "window", "basis": the measured lines, "candidates"}`` from a probe's figures.
 
     On CUDA the graph engine (``train_engine="graph"``, measured at the wide trainer's best N in
-    ``probe["engines"]``) is chosen, in place of a compile choice, when it trains at least
-    :data:`COMPILE_MARGIN` times faster than the fastest ``train_compile`` choice that ran as itself there.
+    ``probe["engines"]``, in each layout measured there) is chosen, in place of a compile choice, when its fastest
+    layout trains at least :data:`COMPILE_MARGIN` times faster than the fastest ``train_compile`` choice that ran as
+    itself there; the graph engine then runs in that layout.
     """
     wide = [row for row in probe["trainers"] if row.get("layout") is not None and row.get("engine", "wide") == "wide"]
     best = max(wide, key=lambda row: row["students_images_per_s"])
@@ -46,25 +73,34 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
         basis.append(", ".join(f"train_compile={name}: {value:.0f}" for name, value in ran.items()))
         if fastest != "none" and ran[fastest] >= COMPILE_MARGIN * eager:
             settings["train_compile"] = fastest
-    graph = next((row for row in probe.get("engines", []) if row["design"] == "graph engine"), None)
-    if graph is not None and ran and device_type == "cuda":  # elsewhere it runs eagerly: nothing to gain
-        today = max(ran.values())
-        basis.append(f"graph engine: {graph['students_images_per_s']:.0f} (ran {graph['ran']}) at N={graph['members']}")
+    graphs = [row for row in probe.get("engines", []) if row["design"].startswith("graph engine")]
+    if graphs and ran and device_type == "cuda":  # elsewhere it runs eagerly: nothing to gain
+        today, graph = max(ran.values()), max(graphs, key=lambda row: row["students_images_per_s"])
+        basis += [f"{row['design']}: {row['students_images_per_s']:.0f} (ran {row['ran']}, {row.get('layout', '?')} "
+                  f"layout) at N={row['members']}" for row in graphs]
         if graph["students_images_per_s"] >= COMPILE_MARGIN * today:
             settings.pop("train_compile", None)
             settings["train_engine"] = "graph"
-    return {"settings": settings, "window": window, "basis": basis}
+            layout = graph.get("layout") or default_layout(torch.device(device_type))
+            settings.pop("wide_layout", None)
+            if layout != default_layout(torch.device(device_type)):
+                settings["wide_layout"] = layout
+    return {"settings": settings, "window": window, "basis": basis, "candidates": candidates()}
 
 
 def check_engine(engine, where: str) -> dict:
     """``engine`` as :func:`choose` makes it, or an error naming ``where`` and the field (it came from elsewhere)."""
+    from igkd_lib.training.graph_step import ENGINES
     from igkd_lib.training.loop import COMPILE_CHOICES
     from igkd_lib.training.wide_model import LAYOUTS
 
-    allowed = {"wide_layout": LAYOUTS, "train_compile": COMPILE_CHOICES}
+    allowed = {"wide_layout": LAYOUTS, "train_compile": COMPILE_CHOICES, "train_engine": ENGINES}
+    listed = engine.get("candidates", []) if isinstance(engine, dict) else None
     if not (isinstance(engine, dict) and isinstance(engine.get("settings"), dict)
-            and isinstance(engine.get("window"), str) and isinstance(engine.get("basis", []), list)):
-        raise ValueError(f"{where}={engine!r} is not allowed; allowed: {{settings, window, basis}} as a probe chose it")
+            and isinstance(engine.get("window"), str) and isinstance(engine.get("basis", []), list)
+            and isinstance(listed, list) and all(isinstance(item, str) for item in listed)):
+        raise ValueError(f"{where}={engine!r} is not allowed; allowed: {{settings, window, basis, candidates}} as a "
+                         "probe chose it")
     for name, value in engine["settings"].items():
         if value not in allowed.get(name, ()):
             raise ValueError(f"{where}.settings.{name}={value!r} is not allowed; allowed: "
@@ -83,11 +119,16 @@ def read_engine(results_dir: Path | None, profile: str) -> dict | None:
 
 
 def keep_engine(results_dir: Path, profile: str, engine: dict) -> str:
-    """Commit a window's engine choice unless one is there already (the first probe's stays); says which."""
+    """Commit a window's engine choice unless a :func:`current` one is there already (the first probe's among
+    today's candidates stays); a choice made among other candidates is replaced. Says which."""
     kept = read_engine(results_dir, profile)
-    if kept is not None:
+    if kept is not None and (current(kept) or not current(engine)):
         same = kept["settings"] == engine["settings"]
         return (f"kept the engine of window {kept['window']}"
                 + ("" if same else f" (this one chose {engine['settings']})"))
     atomic_write_json(_path(results_dir, profile), engine)
-    return f"engine {engine['settings'] or 'defaults'} from window {engine['window']}"
+    chosen = f"engine {engine['settings'] or 'defaults'} from window {engine['window']}"
+    if kept is None:
+        return chosen
+    old = kept["settings"] or "defaults"
+    return f"{chosen}, in place of window {kept['window']}'s {old} (chosen among other candidates)"

@@ -118,8 +118,13 @@ def resume_status(root: Path = CHECKOUT) -> str:
 
 
 def probe_needed(results_dir: Path = RESULTS_DIR) -> bool:
-    """True until an ingested window holds the probe (``--probe``: kernel and trainer measurements)."""
-    return not any("probe" in read_json(path) for path in (results_dir / "paper" / "windows").glob("*.json"))
+    """True until an ingested window holds the probe (``--probe``: kernel and trainer measurements), and again
+    when the committed engine was chosen among other candidates than the code offers now
+    (:func:`igkd_lib.campaign.engine.current`)."""
+    from igkd_lib.campaign.engine import current, read_engine
+
+    probed = any("probe" in read_json(path) for path in (results_dir / "paper" / "windows").glob("*.json"))
+    return not probed or not current(read_engine(results_dir, "paper"))
 
 
 def device_command(commit: str, budget_s: int = BUDGET_S, probe: bool = False) -> str:

@@ -16,7 +16,7 @@ import torch
 from igkd_lib.attribution.maps import get_maps, maps_precision, throughput
 from igkd_lib.campaign.admission import Rate, calibrate, group_seconds
 from igkd_lib.campaign.budget import Clock
-from igkd_lib.campaign.engine import choose, read_engine
+from igkd_lib.campaign.engine import PROBE_COMPILES, PROBE_LAYOUTS, PROBE_SIZES, choose, current, read_engine
 from igkd_lib.campaign.ingest import done_keys
 from igkd_lib.campaign.maps_check import bf16_agreement
 from igkd_lib.campaign.paper_teacher import (
@@ -44,7 +44,7 @@ from igkd_lib.provenance import device_name, resolve_device
 from igkd_lib.storage import model_sha256
 from igkd_lib.training import wide
 from igkd_lib.training.graph_step import train_members
-from igkd_lib.training.loop import COMPILE_CHOICES, precision_name
+from igkd_lib.training.loop import precision_name
 from igkd_lib.training.teacher import checkpoint_meta, load_shipped_teacher, recipe_from_config
 from igkd_lib.training.wide_model import resolve_layout
 
@@ -121,21 +121,28 @@ def _tf32() -> dict:
 
 # --------------------------------------------------------------------------- probe
 def _probe(config: Config, options: WindowOptions) -> dict:
-    """The measurements that choose the engine's kernels, in this window (kept in window.json): the
-    1x1 convolutions (grouped conv vs batched matmul), the trainers side by side (single per-step
-    sync, single sync-free, wide at every N) and ``train_compile`` at the best N."""
+    """The measurements that choose the engine, in this window (kept in window.json): the trainers side by side
+    (single per-step sync, single sync-free, wide in each layout of :data:`igkd_lib.campaign.engine.PROBE_LAYOUTS`
+    at :data:`~igkd_lib.campaign.engine.PROBE_SIZES`, the graph engine), ``train_compile`` at the best N
+    (:data:`~igkd_lib.campaign.engine.PROBE_COMPILES`) and the graph engine in both layouts there. A tiny (CPU)
+    rehearsal measures the serial layout (the CPU's) and the member-major one at N = 1, 2, eagerly, and the
+    1x1-convolution kernels."""
     from igkd_lib.bench import campaign as bench_campaign
     from igkd_lib.bench import pointwise
 
-    steps, sizes = (1, (1, 2)) if options.tiny else (None, None)
-    kernels = pointwise.run(config, reps=1 if options.tiny else None, sizes=sizes)
-    print("\n".join(f"probe: {line}" for line in pointwise.winner_lines(kernels)), flush=True)
-    trainers = bench_campaign.run(config, steps=steps, sizes=sizes, graph_sizes=None if options.tiny else (8, 16))
+    cuda = resolve_device(config.device).type == "cuda"
+    if options.tiny:
+        steps, sizes, layouts, graph_sizes = 1, (1, 2), ("serial", "member"), None
+        kernels = pointwise.run(config, reps=1, sizes=sizes)
+        print("\n".join(f"probe: {line}" for line in pointwise.winner_lines(kernels)), flush=True)
+    else:  # the 1x1 kernels' choice (batched matmul 1.57x at N = 16) is the member-major layout's, measured below
+        steps, sizes, layouts, graph_sizes, kernels = None, PROBE_SIZES, PROBE_LAYOUTS, (8, 16), None
+    trainers = bench_campaign.run(config, steps=steps, sizes=sizes, layouts=layouts, graph_sizes=graph_sizes)
     print("\n".join(f"probe: {line}" for line in bench_campaign.ratio_lines(trainers)), flush=True)
     best = max((row for row in trainers if row["design"].startswith("wide")),
                key=lambda row: row["students_images_per_s"])
-    # torch.compile is measured on CUDA only (on a CPU it would spend minutes compiling)
-    choices = COMPILE_CHOICES if resolve_device(config.device).type == "cuda" else ("none",)
+    # compiled steps are measured on CUDA only (on a CPU torch.compile would spend minutes compiling)
+    choices = PROBE_COMPILES if cuda else ("none",)
     compiles = bench_campaign.compile_rows(config, best["students"], steps=steps, choices=choices,
                                            layout=best["layout"])
     for row in compiles:
@@ -143,7 +150,8 @@ def _probe(config: Config, options: WindowOptions) -> dict:
               f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
               flush=True)
     # the graph engine at the same N, timed the same way (second epoch), against the fastest of those
-    engines = bench_campaign.engine_rows(config, best["students"], steps=steps, designs=(bench_campaign.GRAPH,))
+    engines = bench_campaign.engine_rows(config, best["students"], steps=steps,
+                                         designs=(bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER))
     fastest = max((row for row in compiles if row["ran"] == row["train_compile"]),
                   key=lambda row: row["students_images_per_s"], default=None)
     if fastest is not None:
@@ -155,9 +163,10 @@ def _probe(config: Config, options: WindowOptions) -> dict:
 
 def _engine(config: Config, options: WindowOptions, results: WindowResults, device: torch.device) -> Config:
     """The config with the committed engine choice applied, or with this window's probe's choice when
-    none is committed yet (igkd_lib.campaign.engine); what applies is kept in window.json."""
+    none is committed yet or the committed one was chosen among other candidates (igkd_lib.campaign.engine);
+    what applies is kept in window.json."""
     engine = read_engine(options.results_dir, config.profile)
-    if engine is None and "probe" in results.meta:
+    if not current(engine) and "probe" in results.meta:
         engine = choose(results.meta["probe"], device.type, results.meta["window"])
     if engine is not None:
         config = config.replace(**engine["settings"])

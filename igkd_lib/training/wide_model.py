@@ -6,11 +6,13 @@ BatchNorm normalises N·C channels (per channel, so per member), the head is one
 The wide network computes exactly what the N students compute (up to float rounding), and
 :func:`split_states` gives back N ordinary student state dicts. Used by :mod:`igkd_lib.training.wide`.
 
-Two layouts run the same parameters (:data:`LAYOUTS`): ``"grouped"`` runs each layer once for all
-members (grouped kernels N times wider: the GPU's choice), ``"serial"`` runs the members' ordinary
+Three layouts run the same parameters (:data:`LAYOUTS`): ``"grouped"`` runs each layer once for all
+members (grouped kernels N times wider: the GPU's choice so far), ``"serial"`` runs the members' ordinary
 layers one member after another on slices of the wide tensors (the CPU's choice: a grouped layer's
-activations are N times larger and a 2-core CPU loses to the memory traffic; ``bench campaign``
-measures both). Slices are views: gradients reach the wide parameters, running statistics are
+activations are N times larger and a 2-core CPU loses to the memory traffic), ``"member"`` keeps the
+activations member-major, (N, B, H, W, C), with 1x1 convolutions as batched matmuls and depthwise ones as
+shifted multiply-adds (:mod:`igkd_lib.training.member_major`; a candidate for the GPU). ``bench campaign``
+measures all three. Slices are views: gradients reach the wide parameters, running statistics are
 updated in place, so the optimiser, :func:`split_states` and everything else see one network.
 """
 from __future__ import annotations
@@ -23,10 +25,11 @@ from torch import nn
 from torch.func import functional_call
 
 from igkd_lib.models import Classifier
+from igkd_lib.training import member_major
 
 __all__ = ["LAYOUTS", "WideLinear", "WideStudent", "default_layout", "resolve_layout", "widen", "split_states"]
 
-LAYOUTS = ("grouped", "serial")
+LAYOUTS = ("grouped", "serial", "member")
 
 
 def default_layout(device: torch.device) -> str:
@@ -137,6 +140,9 @@ class WideStudent(nn.Module):
             x = (x - self.mean) / self.std
         if self.layout == "serial":
             return self._serial(x)
+        if self.layout == "member":
+            h = member_major.features(self.features, member_major.to_member_major(x, self.n), self.n)
+            return self.classifier(h.mean(dim=(2, 3)).transpose(0, 1)).transpose(0, 1)
         x = self.features(x)
         x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
         return self.classifier(x.view(x.shape[0], self.n, -1)).transpose(0, 1)

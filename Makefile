@@ -4,7 +4,8 @@
 #                                                      each SET item overrides a config field in every chapter
 #   make test                                          ruff (lint, import order), pytest over tests/ and nbval over notebooks/ (smoke),
 #                                                      browser tests included (installs Debian's chromium as root)
-#   make notebooks                                     re-execute the stored notebooks in place on smoke
+#   make notebooks                                     re-execute the stored notebooks in place on smoke, their
+#                                                      figures stored as half-size previews (tools/stored_previews.py)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -58,6 +59,7 @@ notebooks: setup
 		echo "executing $$nb (smoke)"; \
 		IGKD_BATCH=1 $(VENV)/bin/papermill -k python3 --cwd $$(dirname $$nb) $$nb $$nb || exit 1; \
 	done
+	$(PY) tools/stored_previews.py $(NOTEBOOKS) book/results_summary.ipynb book/findings.ipynb
 
 clean-book:
 	rm -rf _build

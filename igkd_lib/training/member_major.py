@@ -35,9 +35,9 @@ def batch_norm(x: torch.Tensor, norm: nn.BatchNorm2d, n: int) -> torch.Tensor:
     if norm.training or norm.running_mean is None:
         rows = getattr(getattr(norm, "rows", None), "weight", None)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        if rows is None:
+        if rows is None:  # a Python count: no tensor is made here, so a CUDA graph can capture the step
             var, mean = torch.var_mean(xf, dim=(1, 2, 3), correction=0)  # (N, C)
-            count = torch.tensor(float(x[0].numel() // c), dtype=xf.dtype, device=x.device)
+            count = x[0].numel() // c
         else:
             w = rows.to(xf.dtype).view(1, -1, 1, 1, 1)
             count = rows.to(xf.dtype).sum() * (x.shape[2] * x.shape[3])
@@ -57,17 +57,21 @@ def batch_norm(x: torch.Tensor, norm: nn.BatchNorm2d, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _update_running(norm: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+def _update_running(norm: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count) -> None:
+    """The running statistics' update of ``nn.BatchNorm2d``; ``count`` (rows x pixels) an int or a device tensor."""
     norm.num_batches_tracked.add_(1)
     momentum = (1.0 / norm.num_batches_tracked.to(mean.dtype)) if norm.momentum is None else norm.momentum
-    unbiased = var * count / (count - 1).clamp_min(1)
+    if isinstance(count, torch.Tensor):
+        unbiased = var * count / (count - 1).clamp_min(1)
+    else:
+        unbiased = var * (count / max(count - 1, 1))
     norm.running_mean.mul_(1 - momentum).add_((mean.detach().flatten() * momentum).to(norm.running_mean.dtype))
     norm.running_var.mul_(1 - momentum).add_((unbiased.detach().flatten() * momentum).to(norm.running_var.dtype))
 
 
 def pointwise(x: torch.Tensor, conv: nn.Conv2d, n: int) -> torch.Tensor:
     """A wide 1x1 convolution (``groups`` = N, stride 1) as one batched matmul: (N, B, H, W, Cin) -> (.., Cout)."""
-    members, b, h, w, c = x.shape
+    _, b, h, w, c = x.shape
     weight = conv.weight.view(n, -1, c)  # (N, Cout, Cin)
     out = torch.bmm(x.reshape(n, b * h * w, c), weight.transpose(1, 2)).view(n, b, h, w, -1)
     return out if conv.bias is None else out + conv.bias.view(n, 1, 1, 1, -1)

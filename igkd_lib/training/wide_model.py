@@ -10,9 +10,9 @@ Three layouts run the same parameters (:data:`LAYOUTS`): ``"grouped"`` runs each
 members (grouped kernels N times wider: the GPU's choice so far), ``"serial"`` runs the members' ordinary
 layers one member after another on slices of the wide tensors (the CPU's choice: a grouped layer's
 activations are N times larger and a 2-core CPU loses to the memory traffic), ``"member"`` keeps the
-activations member-major, (N, B, H, W, C), with 1x1 convolutions as batched matmuls and depthwise ones as
-shifted multiply-adds (:mod:`igkd_lib.training.member_major`; a candidate for the GPU). ``bench campaign``
-measures all three. Slices are views: gradients reach the wide parameters, running statistics are
+activations member-major, (N, B, H, W, C), with 1x1 convolutions as batched matmuls and the other convolutions
+member by member on channels-last views (:mod:`igkd_lib.training.member_major`; a candidate for the GPU).
+``bench campaign`` measures all three. Slices are views: gradients reach the wide parameters, running statistics are
 updated in place, so the optimiser, :func:`split_states` and everything else see one network.
 """
 from __future__ import annotations

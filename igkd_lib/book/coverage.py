@@ -31,13 +31,15 @@ def seed_ranges(seeds) -> str:
 
 def runs_line(runs: pd.DataFrame) -> str:
     """One line: how many runs the chapter's figures rest on, per method (and variant), and where they came from."""
+    from igkd_lib.evidence.experiments import RUN_CACHE
+
     if runs.empty:
         return "these figures rest on no run yet"
     keys = ["variant", "method"] if "variant" in runs and runs["variant"].nunique() > 1 else ["method"]
     counts = runs.groupby(keys, sort=False)["seed"].nunique()
     per = ", ".join(f"{' '.join(str(k) for k in (key if isinstance(key, tuple) else (key,)))}: {n}"
                     for key, n in counts.items())
-    origins = runs["origin"].fillna("run cache") if "origin" in runs else ["run cache"] * len(runs)
+    origins = runs["origin"].fillna(RUN_CACHE) if "origin" in runs else [RUN_CACHE] * len(runs)
     where = ", ".join(f"{n} {o}" for o, n in Counter(origin.split(" (")[0] for origin in origins).items())
     return f"these figures rest on {len(runs)} run(s) (seeds per arm: {per}; {where})"
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from igkd_lib.config import METHODS, Config
 from igkd_lib.console import print_table
+from igkd_lib.evidence.committed_runs import is_committed
 from igkd_lib.evidence.experiments import rows_with_logs, without_logs
 from igkd_lib.provenance import provenance
 
@@ -34,7 +35,7 @@ def _commit_results(config: Config, table: pd.DataFrame, logs: dict | None = Non
             "date": now.isoformat(timespec="seconds"), "precision": str(first.get("precision", "")),
             "trainer": "single", "command": "python -m igkd_lib run"}
     logs = logs or {}
-    records = [row for row in table.to_dict("records") if not str(row.get("origin", "")).startswith("committed")]
+    records = [row for row in table.to_dict("records") if not is_committed(row.get("origin"))]
     runs = [{"row": {**{k: v for k, v in row.items() if k not in ("cached", "origin")}, "status": "complete"},
              "log": logs.get(row["run_key"], [])} for row in records]  # rows read from results/ are there already
     if not runs:

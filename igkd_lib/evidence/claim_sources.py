@@ -22,6 +22,7 @@ from igkd_lib.evidence.claims import (
     size_claim,
     teacher_claim,
 )
+from igkd_lib.evidence.committed_runs import is_committed
 from igkd_lib.evidence.reference import committed_results
 
 __all__ = ["build_runs", "evidence", "findings", "cli"]
@@ -71,7 +72,7 @@ def evidence(config=None, runs: pd.DataFrame | None = None, committed: pd.DataFr
         tables.append(table)
     if runs is not None and len(runs):
         # rows this build read from results/paper/ are the committed source above: counted once, there
-        own = runs[~runs["origin"].fillna("").astype(str).str.startswith("committed")] if "origin" in runs else runs
+        own = runs[~runs["origin"].map(is_committed)] if "origin" in runs else runs
         if len(own):
             label = f"this build ({config.profile if config else own['profile'].iloc[0]} profile, {_data_note(own)})"
             tables.append(claims_table(own, label, canonical=_canonical(own)))

@@ -16,9 +16,10 @@ from pathlib import Path
 from igkd_lib import paths
 from igkd_lib.evidence.run_rows import check_row
 
-__all__ = ["RUNS_FILE", "LOGS_FILE", "CommittedRuns", "load"]
+__all__ = ["RUNS_FILE", "LOGS_FILE", "ORIGIN", "CommittedRuns", "load", "is_committed"]
 
 RUNS_FILE, LOGS_FILE = "runs.csv", "logs.jsonl"
+ORIGIN = "committed"  # how a read row's ``origin`` starts: "committed (results/<profile>, window ...)"
 _MEMO: dict = {}
 
 
@@ -40,9 +41,14 @@ class CommittedRuns:
         row = self.rows.get(key)
         if row is None:
             return None
-        row = {**row, "origin": f"committed ({self.folder}, window {row.get('window', '?')})"}
+        row = {**row, "origin": f"{ORIGIN} ({self.folder}, window {row.get('window', '?')})"}
         row["best_epoch_acc"] = row.pop("best_acc", row.get("best_epoch_acc"))
         return {**row, "log": self.logs.get(key, [])}
+
+
+def is_committed(origin) -> bool:
+    """Whether a run row's ``origin`` says it was read from the committed results (not trained here or cached)."""
+    return isinstance(origin, str) and origin.startswith(ORIGIN)
 
 
 def load(profile: str, folder: str | Path | None = None) -> CommittedRuns:

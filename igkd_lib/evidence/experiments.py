@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ablation_seeds", "run_one", "run_grid", "learning_curves", "run_key", "variant_label",
            "ablation_variants", "ABLATION_GRIDS", "RUN_VERSION", "clear_memo", "overlay_results", "run_files",
-           "rows_with_logs", "without_logs"]
+           "rows_with_logs", "without_logs", "TRAINED_HERE", "RUN_CACHE", "LOCAL_ORIGINS"]
 
 # Bump when a change of the training code makes cached runs stale.
 RUN_VERSION = 2  # 2: the overlay draws from its own generator (paired arms); epoch draws made ahead
@@ -52,6 +52,11 @@ ABLATION_GRIDS: dict[str, dict] = {name: plans["ablation"] for name, plans in PL
 _EMPTY_COLUMNS = {"variant": object, "method": object, "seed": int, "final_acc": float, "best_epoch_acc": float,
                   "epochs": int, "data_source": object, "profile": object, "teacher_origin": object,
                   "teacher_acc": float, "run_key": object, "cached": bool, "origin": object}
+
+# Where run_one found a run (its row's ``origin``) when not in the committed results (committed_runs.ORIGIN):
+# trained by this call, or read from this machine's run cache. Only these have their weights here.
+TRAINED_HERE, RUN_CACHE = "trained here", "run cache"
+LOCAL_ORIGINS = (TRAINED_HERE, RUN_CACHE)
 
 _MEMO: dict[str, object] = {}
 
@@ -162,9 +167,9 @@ def run_one(config: Config, method: str, seed: int, *, progress: bool = True, ca
         return None
     if stored is None:
         stored = _train(config, method, seed, key, path, teacher, info, train, test, progress)
-        stored["row"].update(cached=False, origin="trained here")
+        stored["row"].update(cached=False, origin=TRAINED_HERE)
     else:
-        stored["row"].update(cached=True, origin="run cache")
+        stored["row"].update(cached=True, origin=RUN_CACHE)
         if "best_acc" in stored["row"]:  # runs cached before the column was renamed
             stored["row"]["best_epoch_acc"] = stored["row"].pop("best_acc")
     return {**stored["row"], "method": method, "log": stored["log"]}

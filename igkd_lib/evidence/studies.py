@@ -79,7 +79,7 @@ def trained_student(config: Config, method: str, seed: int, progress: bool = Fal
     same run: CPU training is deterministic) so that its weights exist.
     """
     row = experiments.run_one(config, method, seed, progress=progress)
-    if row is None or row["origin"] not in ("trained here", "run cache"):
+    if row is None or row["origin"] not in experiments.LOCAL_ORIGINS:
         raise LookupError(f"the trained student of {method} seed {seed} is not on this machine (committed runs keep "
                           "no weights); set train_missing=true to train it here")
     json_path, weights = experiments.run_files(config, row["run_key"])

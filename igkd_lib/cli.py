@@ -39,8 +39,10 @@ _BENCHES = {
     "train": ("igkd_lib.bench.training", "student KD+IG training throughput against the floor and the official design"),
     "latency": ("igkd_lib.bench.latency", "teacher and student latency and throughput, with deployment variants"),
     "campaign": ("igkd_lib.bench.campaign",
-                 "students·images/s: single run (per-step sync, sync-free) and wide trainer"),
+                 "students·images/s: single run (per-step sync, sync-free), wide trainer, graph engine; "
+                 "the teacher's engines"),
     "pointwise": ("igkd_lib.bench.pointwise", "the wide student's 1x1 convolutions: grouped conv vs batched matmul"),
+    "teacher": ("igkd_lib.bench.teacher_engines", "teacher training images/s: the epoch loop and the graph engine"),
 }
 
 

@@ -44,6 +44,7 @@ SOURCE_STUDY = ("ig", "ig_untrained", "grad_x_input", "smoothgrad", "sobel", "co
 TRAIN_COMPILES = ("none", "compile", "cudagraph")
 WIDE_LAYOUTS = ("auto", "grouped", "serial", "member")  # igkd_lib.training.wide_model.LAYOUTS; auto: the device's
 TRAIN_ENGINES = ("wide", "graph")  # igkd_lib.training.graph_step.ENGINES
+TEACHER_ENGINES = ("loop", "graph")  # igkd_lib.training.teacher_graph.TEACHER_ENGINES
 # Upper bounds where a larger value cannot be meant (and would only fail, or overflow, later).
 MAX_TEMPERATURE = 100.0
 MAX_LR = 10.0
@@ -63,10 +64,11 @@ IG_PRECISIONS = ("auto", "fp32", "bf16")
 FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     # where and which runs: never part of what a run computes (nor of a checkpoint's identity)
     # (wide_layout, like num_threads, changes only the order of float roundings: not in a run's key)
-    # (train_engine too: the graph engine computes the wide trainer's runs, tested equal on CPU)
+    # (train_engine too: the graph engine computes the wide trainer's runs, tested equal on CPU; teacher_engine
+    # likewise computes the teacher loop's run, tested equal on CPU)
     # (train_missing says whether a run that is neither cached nor committed is trained, or left out and listed)
     "runtime": ("profile", "device", "num_threads", "cache_dir", "data_root", "seeds", "wide_layout", "train_engine",
-                "train_missing"),
+                "teacher_engine", "train_missing"),
     "data": ("data_source", "n_train", "n_test", "subset_seed"),
     # what the trained teacher depends on (igkd_lib.training.teacher.recipe_from_config)
     "teacher": ("teacher_source", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
@@ -132,6 +134,9 @@ class Config:
     teacher_lr: float = 1e-2
     teacher_weight_decay: float = 1e-2
     teacher_warmup: float = 0.3
+    # which engine trains a teacher: the epoch loop (igkd_lib.training.teacher), or one CUDA graph a step
+    # (igkd_lib.training.teacher_graph: the same draws, the same run); a window's probe may choose
+    teacher_engine: str = "loop"
     # student
     student_cut: int = 5
     student_epochs: int = 100
@@ -373,6 +378,7 @@ def _validate(c: Config) -> None:
         ig_target=IG_TARGETS, map_alignment=MAP_ALIGNMENTS, map_views=MAP_VIEWS, teacher_logits=TEACHER_LOGITS,
         teacher_source=TEACHER_SOURCES, ig_precision=IG_PRECISIONS, map_source=MAP_SOURCES,
         train_compile=TRAIN_COMPILES, wide_layout=WIDE_LAYOUTS, train_engine=TRAIN_ENGINES,
+        teacher_engine=TEACHER_ENGINES,
     )
     for name, allowed in choices.items():
         value = getattr(c, name)

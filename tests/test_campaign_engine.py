@@ -49,6 +49,23 @@ def test_the_graph_engine_needs_the_margin_over_the_fastest_compile_choice():
     assert engine.choose(probe, "cuda", "w1")["basis"][0].startswith("fastest wide design: wide N=8 grouped")
 
 
+def test_the_teacher_engine_follows_its_own_measurement():
+    probe = _probe()
+    assert "teacher_engine" not in engine.choose(probe, "cuda", "w1")["settings"]  # an installed teacher: no rows
+    probe["teacher"] = [{"engine": "loop", "ran": "none", "images_per_s": 10_000.0},
+                        {"engine": "graph", "ran": "cudagraph", "images_per_s": 41_000.0}]
+    chosen = engine.choose(probe, "cuda", "w1")
+    assert chosen["settings"] == {"teacher_engine": "graph"}
+    assert "teacher training: graph engine 41000 (ran cudagraph) vs loop 10000 images/s" in chosen["basis"]
+    assert engine.check_engine(chosen, "engine.json") is chosen
+    assert "teacher_engine=graph" in chosen["candidates"]
+    assert "teacher_engine" not in engine.choose(probe, "cpu", "w1")["settings"]  # eager there: nothing to gain
+    probe["teacher"][1]["images_per_s"] = 10_300.0  # 3 % faster: within the probe's noise
+    assert "teacher_engine" not in engine.choose(probe, "cuda", "w1")["settings"]
+    with pytest.raises(ValueError, match="settings.teacher_engine='fast' is not allowed"):
+        engine.check_engine({**chosen, "settings": {"teacher_engine": "fast"}}, "engine.json")
+
+
 def test_the_first_ingested_engine_stays(tmp_path):
     assert engine.read_engine(tmp_path, "paper") is None and engine.read_engine(None, "paper") is None
     first = {"settings": {"train_compile": "compile"}, "window": "w1", "basis": [], "candidates": engine.candidates()}
@@ -128,11 +145,16 @@ def test_a_gpu_probe_measures_the_candidates_and_nothing_else(tmp_path, monkeypa
         compile={"members": members, **kw}) or [])
     monkeypatch.setattr(bench_campaign, "engine_rows", lambda config, members, **kw: calls.update(
         engines={"members": members, **kw}) or [])
+    from igkd_lib.bench import teacher_engines
+
+    monkeypatch.setattr(teacher_engines, "rows", lambda config, steps=None: calls.update(teacher=steps) or [])
     monkeypatch.setattr(window, "resolve_device", lambda choice: torch.device("cuda"))
     options = window.WindowOptions(out=tmp_path / "out", work=tmp_path / "work", teacher_weights=tmp_path / "t.pt",
                                    resume_dir=tmp_path / "resume", results_dir=tmp_path / "results")
-    probe = window._probe(make_config("smoke", device="cpu", cache_dir=str(tmp_path)), options)
-    assert probe["pointwise"] is None
+    config = make_config("smoke", device="cpu", cache_dir=str(tmp_path))
+    probe = window._probe(config, options, teacher=True)
+    assert probe["pointwise"] is None and calls.pop("teacher") is None  # the teacher's engines, at their GPU size
+    assert window._probe(config, options, teacher=False)["teacher"] == [] and "teacher" not in calls
     assert calls["run"]["layouts"] == engine.PROBE_LAYOUTS == ("grouped", "member")
     assert calls["run"]["sizes"] == engine.PROBE_SIZES and calls["run"]["graph_sizes"] == (8, 16)
     assert calls["compile"] == {"members": 32, "steps": None, "choices": engine.PROBE_COMPILES, "layout": "grouped"}

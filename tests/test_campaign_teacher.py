@@ -85,7 +85,7 @@ def test_install_measures_accuracy_again_and_refuses_a_mismatched_card(tmp_path)
 
 
 @pytest.mark.slow
-def test_train_in_window_stops_with_the_budget_and_resumes_to_the_end(tmp_path):
+def test_train_in_window_stops_with_the_budget_and_resumes_to_the_end_in_either_engine(tmp_path):
     from igkd_lib.campaign.paper_teacher import train_in_window
 
     torch.manual_seed(0)
@@ -99,8 +99,11 @@ def test_train_in_window_stops_with_the_budget_and_resumes_to_the_end(tmp_path):
     hashes = split_checkpoint(checkpoint, tmp_path / "returned")  # what the window returns, the next one carries
     resumed = tmp_path / "next" / "checkpoint.pt"
     assert join_checkpoint(tmp_path / "returned", resumed, hashes)
-    result = train_in_window(config, data, data.subset(torch.arange(10)), device, resumed, lambda: 1e9)
+    # the next window trains with the graph engine: the same run goes on from the returned files
+    graph = config.replace(teacher_engine="graph")
+    result = train_in_window(graph, data, data.subset(torch.arange(10)), device, resumed, lambda: 1e9)
     assert result is not None and [row["epoch"] for row in result.log] == [1, 2]
+    assert [row.get("trainer", "loop") for row in result.log] == ["loop", "graph"]
 
 
 def test_the_first_teacher_epoch_of_a_gpu_window_respects_the_budget(tmp_path, monkeypatch):
@@ -108,7 +111,7 @@ def test_the_first_teacher_epoch_of_a_gpu_window_respects_the_budget(tmp_path, m
     it returns before any training)."""
     from igkd_lib.campaign import paper_teacher
 
-    monkeypatch.setattr(paper_teacher, "train_teacher", lambda *a, **k: pytest.fail("an epoch was started"))
+    monkeypatch.setattr(paper_teacher, "teacher_trainer", lambda engine: pytest.fail("an epoch was started"))
     config = make_config("smoke", teacher_source="train")
     left = 1.2 * paper_teacher.FIRST_EPOCH_S["cuda"]
     assert paper_teacher.train_in_window(config, None, None, torch.device("cuda"), tmp_path / "c.pt",

@@ -51,6 +51,10 @@ def test_tiny_window_then_ingest(tmp_path):
     assert meta["layout"] == "serial" and probe["compile"][0]["layout"] == "serial"
     assert meta["engine"]["window"] == meta["window"] and meta["engine"]["settings"] == {}  # the CPU's defaults won
     assert [row["train_compile"] for row in probe["compile"]] == ["none"] and "probe: N=1:" in run.stdout
+    # the teacher was unfinished: the probe timed its two engines; on a CPU the loop stays (nothing to capture)
+    assert [row["engine"] for row in probe["teacher"]] == ["loop", "graph"]
+    assert "probe: teacher training: graph engine (ran none) / loop = " in run.stdout
+    assert meta["teacher"]["engine"] == "loop" and "teacher_engine=graph" in meta["engine"]["candidates"]
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(r["row"]["method"], r["row"]["status"]) for r in runs] == [("baseline", "complete"), ("kd", "complete")]

@@ -24,13 +24,15 @@ Targets: wide >= 0.9x single on CPU (in the layout the trainer uses there,
 :func:`engine_rows` sets today's design (wide grouped with CUDA-graph capture on a GPU; on a CPU the
 wide trainer as it runs there, eager) and the graph engine, in the device's layout and member-major, side by side
 at one N, each timed on its second epoch (the first pays for compilation, capture and the table); the target on a
-GPU is >= 60,000 kd_ig students·images/s for the graph engine.
+GPU is >= 60,000 kd_ig students·images/s for the graph engine. Last, the teacher's training in its two engines
+(:mod:`igkd_lib.bench.teacher_engines`; target on a GPU: the graph engine at >= 40,000 images/s).
 """
 from __future__ import annotations
 
 import torch
 
 from igkd_lib import models
+from igkd_lib.bench import teacher_engines
 from igkd_lib.config import Config
 from igkd_lib.console import print_table
 from igkd_lib.data.cifar10 import load_splits
@@ -258,4 +260,8 @@ def cli(config: Config, args) -> int:
     print(f"\ntoday's design ({today}) and the graph engine, side by side:")
     print_table(pd.DataFrame(engines))
     print("\n".join(engine_lines(engines)))
+    teachers = teacher_engines.rows(config)
+    print("\nthe teacher's training (the profile's recipe): the epoch loop and the graph engine, side by side:")
+    print_table(pd.DataFrame(teachers))
+    print("\n".join(teacher_engines.lines(teachers)))
     return 0

@@ -8,7 +8,8 @@ a run's key (which covers ``train_compile``) never changes from one window to th
 trained twice. Only settings that differ from the config's defaults are kept; eager stays the default
 and the fallback (a compiled step that fails falls back to eager, and the run records what ran).
 
-A choice records the :func:`candidates` it was made among (the wide layouts, the trainers, the compile choices).
+A choice records the :func:`candidates` it was made among (the wide layouts, the trainers, the compile choices, the
+teacher's engines: measured while the paper teacher is unfinished).
 When the code offers others (a new layout, a new trainer), the committed choice is no longer :func:`current`:
 the next window probes again and its choice replaces the old one (runs trained before keep their own engine).
 """
@@ -38,11 +39,14 @@ COMPILE_MARGIN = 1.05
 
 
 def candidates() -> list[str]:
-    """What a GPU probe chooses among: the wide layouts, trainers, compile choices and group sizes it measures."""
+    """What a GPU probe chooses among: the wide layouts, trainers, compile choices and group sizes it measures, and
+    the teacher's engines."""
+    from igkd_lib.config import TEACHER_ENGINES
     from igkd_lib.training.graph_step import ENGINES
 
     return ([f"layout={name}" for name in PROBE_LAYOUTS] + [f"engine={name}" for name in ENGINES]
-            + [f"compile={name}" for name in PROBE_COMPILES] + [f"N={n}" for n in PROBE_SIZES])
+            + [f"compile={name}" for name in PROBE_COMPILES] + [f"N={n}" for n in PROBE_SIZES]
+            + [f"teacher_engine={name}" for name in TEACHER_ENGINES])
 
 
 def current(engine: dict | None) -> bool:
@@ -85,16 +89,36 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
             settings.pop("wide_layout", None)
             if layout != default_layout(torch.device(device_type)):
                 settings["wide_layout"] = layout
+    teacher = _teacher_choice(probe.get("teacher", []), device_type)
+    if teacher is not None:
+        basis.append(teacher[1])
+        if teacher[0] != "loop":
+            settings["teacher_engine"] = teacher[0]
     return {"settings": settings, "window": window, "basis": basis, "candidates": candidates()}
+
+
+def _teacher_choice(rows: list[dict], device_type: str) -> tuple[str, str] | None:
+    """``(teacher engine, basis line)`` from the probe's teacher rows (:mod:`igkd_lib.bench.teacher_engines`): the
+    graph engine on CUDA where it trains at least :data:`COMPILE_MARGIN` times the loop's images/s; None without
+    both rows (an installed teacher is not measured)."""
+    by_engine = {row["engine"]: row for row in rows}
+    if not {"loop", "graph"} <= set(by_engine):
+        return None
+    loop, graph = by_engine["loop"]["images_per_s"], by_engine["graph"]["images_per_s"]
+    faster = device_type == "cuda" and graph >= COMPILE_MARGIN * loop
+    return ("graph" if faster else "loop",
+            f"teacher training: graph engine {graph:.0f} (ran {by_engine['graph']['ran']}) vs loop {loop:.0f} images/s")
 
 
 def check_engine(engine, where: str) -> dict:
     """``engine`` as :func:`choose` makes it, or an error naming ``where`` and the field (it came from elsewhere)."""
+    from igkd_lib.config import TEACHER_ENGINES
     from igkd_lib.training.graph_step import ENGINES
     from igkd_lib.training.loop import COMPILE_CHOICES
     from igkd_lib.training.wide_model import LAYOUTS
 
-    allowed = {"wide_layout": LAYOUTS, "train_compile": COMPILE_CHOICES, "train_engine": ENGINES}
+    allowed = {"wide_layout": LAYOUTS, "train_compile": COMPILE_CHOICES, "train_engine": ENGINES,
+               "teacher_engine": TEACHER_ENGINES}
     listed = engine.get("candidates", []) if isinstance(engine, dict) else None
     if not (isinstance(engine, dict) and isinstance(engine.get("settings"), dict)
             and isinstance(engine.get("window"), str) and isinstance(engine.get("basis", []), list)

@@ -29,6 +29,7 @@ from igkd_lib.training.teacher import (
     ship_teacher,
     train_teacher,
 )
+from igkd_lib.training.teacher_graph import teacher_trainer
 
 __all__ = ["RESUME_FILES", "FIRST_EPOCH_S", "train_in_window", "epochs_done", "split_checkpoint", "join_checkpoint",
            "check_install",
@@ -52,6 +53,8 @@ def train_in_window(config: Config, train: Cifar10, test: Cifar10, device: torch
 
     Returns the finished run, or None when the budget ran out first (``checkpoint`` holds the state). The first
     epoch is budgeted at :data:`FIRST_EPOCH_S` for the device, later ones at the last epoch's measured cost.
+    ``config.teacher_engine`` trains the epochs (the loop or the graph engine: the same draws and checkpoint, so a
+    teacher may change engine between windows; each graph-engine row says ``"trainer": "graph"``).
     """
     recipe = recipe_from_config(config)
     epoch_cost, result = FIRST_EPOCH_S.get(device.type), None
@@ -62,15 +65,17 @@ def train_in_window(config: Config, train: Cifar10, test: Cifar10, device: torch
         if epoch_cost is not None and seconds_left() < 1.25 * epoch_cost:
             return None
         watch = Stopwatch()
-        result = train_teacher(recipe, train, test, device, checkpoint=checkpoint, progress=progress, stop_after=1)
+        trainer = teacher_trainer(config.teacher_engine)
+        result = trainer(recipe, train, test, device, checkpoint=checkpoint, progress=progress, stop_after=1)
         epoch_cost = watch.seconds
         row = result.log[-1]
-        print(f"teacher epoch {row['epoch']}/{recipe.epochs}: loss {row['loss']:.4f} test {row['test_acc']:.2f}% "
-              f"({row['images_per_s']:.0f} img/s, {epoch_cost:.1f} s with evaluation)", flush=True)
+        print(f"teacher epoch {row['epoch']}/{recipe.epochs} ({config.teacher_engine}, ran {result.info['compile']}): "
+              f"loss {row['loss']:.4f} test {row['test_acc']:.2f}% ({row['images_per_s']:.0f} img/s, "
+              f"{epoch_cost:.1f} s with evaluation)", flush=True)
 
 
 def _finished(recipe, train, test, device, checkpoint) -> TrainResult:
-    """The finished run held by ``checkpoint`` (train_loop returns at once when no epoch is left)."""
+    """The finished run held by ``checkpoint`` (the trainer returns at once when no epoch is left)."""
     return train_teacher(recipe, train, test, device, checkpoint=checkpoint, progress=False)
 
 

@@ -81,7 +81,7 @@ def run_window(config: Config, options: WindowOptions, clock: Clock) -> int:
           f"{clock.elapsed():.1f} s", flush=True)
     if options.probe:
         with clock.phase("probe"):
-            results.write_meta(probe=_probe(config, options))
+            results.write_meta(probe=_probe(config, options, teacher=not options.teacher_weights.is_file()))
     config = _engine(config, options, results, device)
     with clock.phase("teacher"):
         teacher, sha = _teacher_phase(config, options, results, train, test, device, clock)
@@ -120,15 +120,16 @@ def _tf32() -> dict:
 
 
 # --------------------------------------------------------------------------- probe
-def _probe(config: Config, options: WindowOptions) -> dict:
+def _probe(config: Config, options: WindowOptions, teacher: bool) -> dict:
     """The measurements that choose the engine, in this window (kept in window.json): the trainers side by side
     (single per-step sync, single sync-free, wide in each layout of :data:`igkd_lib.campaign.engine.PROBE_LAYOUTS`
     at :data:`~igkd_lib.campaign.engine.PROBE_SIZES`, the graph engine), ``train_compile`` at the best N
     (:data:`~igkd_lib.campaign.engine.PROBE_COMPILES`) and the graph engine in both layouts there. A tiny (CPU)
     rehearsal measures the serial layout (the CPU's) and the member-major one at N = 1, 2, eagerly, and the
-    1x1-convolution kernels."""
+    1x1-convolution kernels. With ``teacher`` (the paper teacher is unfinished) it also measures the teacher's
+    engines, the loop and the graph engine (:mod:`igkd_lib.bench.teacher_engines`)."""
     from igkd_lib.bench import campaign as bench_campaign
-    from igkd_lib.bench import pointwise
+    from igkd_lib.bench import pointwise, teacher_engines
 
     cuda = resolve_device(config.device).type == "cuda"
     if options.tiny:
@@ -158,7 +159,9 @@ def _probe(config: Config, options: WindowOptions) -> dict:
         today = {**fastest, "design": f"wide N={fastest['members']} {fastest['layout']} "
                                       f"train_compile={fastest['train_compile']}"}
         print("\n".join(f"probe: {line}" for line in bench_campaign.engine_lines(engines, today)), flush=True)
-    return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines}
+    teachers = teacher_engines.rows(config, steps=1 if options.tiny else None) if teacher else []
+    print("\n".join(f"probe: {line}" for line in teacher_engines.lines(teachers)), flush=True)
+    return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines, "teacher": teachers}
 
 
 def _engine(config: Config, options: WindowOptions, results: WindowResults, device: torch.device) -> Config:
@@ -199,13 +202,14 @@ def _teacher_phase(config, options, results, train, test, device, clock):
         hashes = split_checkpoint(checkpoint, options.out) if done else {}
         print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written",
               flush=True)
-        results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes})
+        results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes,
+                                    "engine": config.teacher_engine})
         return None, None
     card = ship_to(result, config, train.source, device, options.out, options.commit)
     model = result.model.to(device).eval()
     accuracy = measured_accuracy(model, test)
     print(f"teacher: finished, {card['test_accuracy']:.2f}% in its log, measured again {accuracy:.2f}%", flush=True)
-    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"],
+    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"], "engine": config.teacher_engine,
                                 "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
     return model, card["sha256"]
 

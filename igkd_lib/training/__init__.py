@@ -9,6 +9,8 @@
 - :mod:`~igkd_lib.training.teacher_table` / :mod:`~igkd_lib.training.graph_step` /
   :mod:`~igkd_lib.training.masked_batchnorm`: the GPU engine, the teacher's logits of every view in one table
   and the whole step one CUDA graph (padded last batch, masked BatchNorm);
+- :mod:`~igkd_lib.training.teacher_graph` / :mod:`~igkd_lib.training.cuda_graph`: the teacher's training with one
+  graph a step (the loop's run), and the capture-and-replay both graph engines share;
 - :mod:`~igkd_lib.training.batchnorm`, :mod:`~igkd_lib.training.faults`: BatchNorm recalibration, and the
   official code's faults as options.
 
@@ -21,6 +23,6 @@ from igkd_lib.training.student import train_student
 from igkd_lib.training.teacher import get_teacher
 
 MODULES = ("loop", "teacher", "teacher_shipping", "distill", "student", "wide", "wide_model", "batchnorm", "faults",
-           "teacher_table", "graph_step", "masked_batchnorm")
+           "teacher_table", "graph_step", "masked_batchnorm", "member_major", "cuda_graph", "teacher_graph")
 __all__ = ["MODULES", "METHODS", "kd_loss", "soft_targets",
            "predict_logits", "train_student", "get_teacher"]

@@ -25,7 +25,6 @@ to float rounding (tests/test_graph_step.py). The config field ``train_engine`` 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Callable, Sequence
 
 import torch
@@ -37,6 +36,7 @@ from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.provenance import resolve_device
 from igkd_lib.timing import Stopwatch
 from igkd_lib.training.batchnorm import recalibrate
+from igkd_lib.training.cuda_graph import WARMUP_STEPS, GraphedStep
 from igkd_lib.training.loop import TrainResult, autocast, precision_name
 from igkd_lib.training.masked_batchnorm import RowWeights, mask_batchnorms
 from igkd_lib.training.teacher_table import TeacherTable, epoch_targets, overlay_fn
@@ -56,7 +56,6 @@ __all__ = ["ENGINES", "EVAL_BATCH_CUDA", "TABLE_BATCH_CUDA", "WARMUP_STEPS", "tr
 ENGINES = ("wide", "graph")
 EVAL_BATCH_CUDA = 2500  # test images per evaluation batch on CUDA (eval mode: the batch changes no number)
 TABLE_BATCH_CUDA = 4096  # teacher images per inference batch on CUDA
-WARMUP_STEPS = 2  # eager steps before a CUDA graph is captured (real steps: cuDNN autotuning, allocations)
 
 
 def train_members(members: Sequence[Member], **kwargs) -> list[TrainResult]:
@@ -102,10 +101,8 @@ class _Step:
         self.loss_sum = torch.zeros(plan.n, dtype=torch.float64, device=device)
         self.correct = torch.zeros(plan.n, dtype=torch.int64, device=device)
         self.buffers: dict[str, torch.Tensor] = {}
-        self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}
-        self.eager_runs = {False: 0, True: 0}
-        self.use_graphs = device.type == "cuda"
-        self.ran = "cudagraph" if self.use_graphs else "none"
+        # the last partial batch comes once an epoch: captured after one eager run
+        self.run = GraphedStep(self.step, device, lambda masked: 1 if masked else WARMUP_STEPS)
 
     def load(self, draws: dict, targets: torch.Tensor) -> None:
         """Copy one epoch's draws (N, n) and targets (N, n, C) into the padded fixed buffers; zero the sums."""
@@ -155,38 +152,7 @@ class _Step:
     def epoch(self) -> None:
         """The epoch's steps: replayed graphs on CUDA (captured after warm-up), eager elsewhere."""
         for s in range(self.steps):
-            self._run(self.partial and s == self.steps - 1)
-
-    def _run(self, masked: bool) -> None:
-        graph = self.graphs.get(masked)
-        if graph is not None:
-            graph.replay()
-            return
-        if not self.use_graphs or self.eager_runs[masked] < (1 if masked else WARMUP_STEPS):
-            self._eager(masked)
-            return
-        try:
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self.step(masked)
-        except Exception as error:  # noqa: BLE001 - any capture failure means: run eager (recorded)
-            print(f"CUDA graph capture failed ({type(error).__name__}: {error}); running eager", file=sys.stderr)
-            self.use_graphs, self.ran = False, "none (fallback from cudagraph)"
-            self._eager(masked)
-            return
-        self.graphs[masked] = graph
-        graph.replay()
-
-    def _eager(self, masked: bool) -> None:
-        self.eager_runs[masked] += 1
-        if not self.use_graphs:
-            self.step(masked)
-            return
-        side = torch.cuda.Stream()  # warm-up on a side stream, as torch.cuda.graphs asks
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self.step(masked)
-        torch.cuda.current_stream().wait_stream(side)
+            self.run(self.partial and s == self.steps - 1)
 
 
 def _adam(model: nn.Module, lr: torch.Tensor, device: torch.device) -> torch.optim.Adam:
@@ -249,8 +215,9 @@ def train_graph_group(members: Sequence[Member], *, teacher: nn.Module | None, m
     finally:
         if table is not None:
             table.save()
-    info = {"compile": step.ran, "precision": precision_name(device), "trainer": "graph", "group_size": len(members),
-            "layout": layout, "teacher_inferences": 0 if table is None else table.inferences,
+    info = {"compile": step.run.ran, "precision": precision_name(device), "trainer": "graph",
+            "group_size": len(members), "layout": layout,
+            "teacher_inferences": 0 if table is None else table.inferences,
             "table_filled": 0.0 if table is None else table.filled_fraction, "teacher_s": teacher_s}
     return [TrainResult(model=member_model(c, state, device), log=log, info=info)
             for c, state, log in zip(configs, split_states(model, templates), logs)]

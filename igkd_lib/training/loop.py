@@ -34,7 +34,8 @@ from igkd_lib.timing import Stopwatch
 
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
-           "precision_name", "epoch_line", "device_correct", "guarded_call", "BATCH_ENV"]
+           "precision_name", "epoch_line", "device_correct", "guarded_call", "BATCH_ENV", "resume_checkpoint",
+           "save_checkpoint", "epoch_row"]
 
 COMPILE_CHOICES = ("none", "compile", "cudagraph")
 BATCH_ENV = "IGKD_BATCH"  # set (not "0"): a batch run, progress as one line per epoch, never bars (interactive)
@@ -175,9 +176,10 @@ def device_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct
 
 
-def _load_checkpoint(checkpoint: Path | None, meta: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     average: AveragedModel | None, device: torch.device) -> tuple[int, list]:
-    """``(first epoch to run, log so far)``: resumed from ``checkpoint`` when it exists and its meta matches."""
+def resume_checkpoint(checkpoint: Path | None, meta: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      average: AveragedModel | None, device: torch.device) -> tuple[int, list]:
+    """``(first epoch to run, log so far)``: resumed from ``checkpoint`` when it exists and its meta matches
+    (model, optimizer and average loaded in place)."""
     state = load_checkpoint(checkpoint, map_location=device) if checkpoint is not None else None
     if state is None:
         return 0, []
@@ -190,10 +192,11 @@ def _load_checkpoint(checkpoint: Path | None, meta: dict, model: nn.Module, opti
     return state["epoch"] + 1, state["log"]
 
 
-def _save_checkpoint(checkpoint: Path | None, meta: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
-                     average: AveragedModel | None, epoch: int, log: list) -> None:
+def save_checkpoint(checkpoint: Path | None, meta: dict, model: nn.Module, optimizer_state: dict,
+                    average: AveragedModel | None, epoch: int, log: list) -> None:
+    """Write the run after ``epoch`` (atomically): model, optimizer state, epoch, log, meta (and average)."""
     if checkpoint is not None:
-        atomic_torch_save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        atomic_torch_save(checkpoint, {"model": model.state_dict(), "optimizer": optimizer_state,
                                        "epoch": epoch, "log": log, "meta": meta,
                                        **({"average": average.state_dict()} if average is not None else {})})
 
@@ -216,7 +219,7 @@ def _step_draws(draws, positions_slice: slice, device: torch.device):
     return {key: value[positions_slice].to(device) for key, value in draws.items()}
 
 
-def _epoch_row(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, n: int, test_correct: torch.Tensor,
+def epoch_row(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, n: int, test_correct: torch.Tensor,
                n_test: int, watch: Stopwatch) -> dict:
     """The epoch's log row; the one place the epoch's device-side sums are read.
 
@@ -257,7 +260,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
     images, labels = train.images.to(device), train.labels.to(device)
     test_images, test_labels = test.images.to(device), test.labels.to(device)
     meta = checkpoint_meta or {}
-    start_epoch, log = _load_checkpoint(checkpoint, meta, model, optimizer, average, device)
+    start_epoch, log = resume_checkpoint(checkpoint, meta, model, optimizer, average, device)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     show_bar = progress and interactive()
     done_here = 0
@@ -290,7 +293,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
                 float(loss_sum), int(correct)
         if before_eval is not None:
             before_eval(model)
-        row = _epoch_row(epoch, loss_sum, correct, len(train), device_correct(model, test_images, test_labels,
+        row = epoch_row(epoch, loss_sum, correct, len(train), device_correct(model, test_images, test_labels,
                          eval_batch_size), len(test), watch)
         if average is not None:
             average_correct = device_correct(average.module, test_images, test_labels, eval_batch_size)
@@ -300,7 +303,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
                                      "lower the learning rate or check the inputs (nothing was saved)")
         log.append(row)
         done_here += 1
-        _save_checkpoint(checkpoint, meta, model, optimizer, average, epoch, log)
+        save_checkpoint(checkpoint, meta, model, optimizer.state_dict(), average, epoch, log)
         if progress:
             tqdm.write(epoch_line(desc, row)) if show_bar else print(epoch_line(desc, row), flush=True)
     info = {"compile": compile_used, "precision": precision_name(device), "trainer": "single"}

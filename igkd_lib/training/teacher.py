@@ -39,7 +39,7 @@ from igkd_lib.storage import (
 from igkd_lib.training.loop import TrainResult, train_loop, warmup_cosine
 
 __all__ = ["TeacherRecipe", "AveragedTeacherRecipe", "recipe_from_config", "teacher_cache_key", "checkpoint_meta",
-           "train_teacher",
+           "train_teacher", "teacher_start", "teacher_optimizer", "resized",
            "get_teacher", "TeacherInfo", "SHIPPED_WEIGHTS", "PAPER_WEIGHTS", "SHIPPED_TARGET", "preferred_weights",
            "ship_teacher", "load_shipped_teacher", "verify_weights", "WeightsError"]
 
@@ -94,33 +94,50 @@ def checkpoint_meta(recipe: TeacherRecipe, train: Cifar10) -> dict:
     return {"recipe": dataclasses.asdict(recipe), "n_train": len(train), "source": train.source}
 
 
+def teacher_start(recipe: TeacherRecipe, train: Cifar10, init: dict | None = None) -> tuple[nn.Module, dict]:
+    """``(initial model, checkpoint meta)`` of a run of ``recipe`` on ``train``: fresh weights from the recipe's
+    seed, or ``init`` (a state dict; the meta then names its hash, so a checkpoint resumes only the same start)."""
+    torch.manual_seed(recipe.seed)  # the initial weights are part of the run
+    model = models.teacher()
+    meta = checkpoint_meta(recipe, train)
+    if init is not None:
+        model.load_state_dict(init)
+        meta["init_sha256"] = model_sha256(model)
+    return model, meta
+
+
+def teacher_optimizer(model: nn.Module, recipe: TeacherRecipe, lr: float | torch.Tensor | None = None,
+                      fused: bool | None = None) -> torch.optim.SGD:
+    """The recipe's SGD with Nesterov momentum (``lr``: the recipe's peak, or a tensor the caller sets each step)."""
+    return torch.optim.SGD(model.parameters(), lr=recipe.lr if lr is None else lr, momentum=recipe.momentum,
+                           nesterov=True, weight_decay=recipe.weight_decay, fused=fused)
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch (N, C, H, W) at ``size`` x ``size`` (bilinear, antialiased), as the recipe's epoch asks; unchanged
+    at its own size."""
+    if size == x.shape[-1]:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 def train_teacher(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: torch.device,
                   checkpoint: Path | None = None, progress: bool = True, init: dict | None = None,
                   **loop_options) -> TrainResult:
     """Train a teacher with ``recipe`` (SGD Nesterov, warm-up-cosine, crop + flip), from fresh weights
     or, given ``init`` (a state dict, e.g. an earlier stage's result), from those."""
-    torch.manual_seed(recipe.seed)  # the initial weights are part of the run
-    model = models.teacher()
-    if init is not None:
-        model.load_state_dict(init)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
-                                weight_decay=recipe.weight_decay)
+    model, meta = teacher_start(recipe, train, init)
+    optimizer = teacher_optimizer(model, recipe)
     steps = recipe.epochs * -(-len(train) // recipe.batch_size)
 
     def batch_fn(images, positions, generator, epoch):
-        x = random_crop_flip(to_float(images), padding=recipe.padding, generator=generator)
-        size = recipe.size_at(epoch)
-        if size != x.shape[-1]:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return x, ()
+        return resized(random_crop_flip(to_float(images), padding=recipe.padding, generator=generator),
+                       recipe.size_at(epoch)), ()
 
     def loss_fn(net, x, y, extras):
         logits = net(x)
         return F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing), logits
 
-    meta = checkpoint_meta(recipe, train)
-    if init is not None:  # a checkpoint resumes only a stage that started from the same weights
-        meta["init_sha256"] = model_sha256(model)
     if isinstance(recipe, AveragedTeacherRecipe):
         loop_options["average"] = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay),
                                                 use_buffers=True)

@@ -55,6 +55,9 @@ def test_tiny_window_then_ingest(tmp_path):
     assert [row["engine"] for row in probe["teacher"]] == ["loop", "graph"]
     assert "probe: teacher training: graph engine (ran none) / loop = " in run.stdout
     assert meta["teacher"]["engine"] == "loop" and "teacher_engine=graph" in meta["engine"]["candidates"]
+    assert len(meta["teacher"]["epoch_seconds"]) == 1  # the tiny teacher's one epoch, trained in this window
+    targets = {row["figure"]: row for row in meta["targets"]}  # the GPU bar, reported (here for a CPU)
+    assert targets["probe (s)"]["value"] == meta["spent"]["probe"] and "the GPU trainer's targets (a CPU" in run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(r["row"]["method"], r["row"]["status"]) for r in runs] == [("baseline", "complete"), ("kd", "complete")]
@@ -68,6 +71,7 @@ def test_tiny_window_then_ingest(tmp_path):
     ingested = _campaign("--ingest", str(out), *common)
     assert ingested.returncode == 0, ingested.stderr[-3000:]
     assert "runs_added: 2" in ingested.stdout and (work / "teacher.pt").is_file()
+    assert "the GPU trainer's targets (a CPU rehearsal" in ingested.stdout and "probe (s): " in ingested.stdout
     assert json.loads((results / "smoke" / "engine.json").read_text()) == meta["engine"]  # later windows apply it
     card = json.loads((work / "teacher.json").read_text())
     assert "device_test_accuracy" in card and "float32 CPU" in card["measured_on"]

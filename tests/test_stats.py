@@ -94,6 +94,8 @@ def test_welch_difference_matches_scipy_and_reports_power():
     assert d["detectable"] > (d["ci_high"] - d["ci_low"]) / 2  # 80% power needs more than the half-width
     one = stats.welch_difference([91.0], b)
     assert math.isnan(one["ci_low"]) and "fewer than 2" in one["note"] and one["difference"] == 91.0 - b.mean()
+    none = stats.welch_difference([], [91.0, 92.0])
+    assert none["note"] == "an arm has no runs" and none["n_a"] == 0 and math.isnan(none["difference"])
 
 
 def test_interaction_is_the_double_difference_with_a_wider_interval():

@@ -114,6 +114,11 @@ def _ingest(config: Config, args) -> int:
                     tiny=args.tiny, config=config)
     for name, value in report.items():
         print(f"{name}: {value}")
+    from igkd_lib.campaign.targets import readable_rows, target_lines
+
+    targets = readable_rows(returned.meta.get("targets"))  # the GPU trainer's targets as the window measured them
+    if targets:
+        print("\n".join(target_lines(targets, bool(returned.meta.get("tiny")))))
     return 0
 
 

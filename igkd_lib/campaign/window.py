@@ -38,10 +38,11 @@ from igkd_lib.campaign.queue import (
 )
 from igkd_lib.campaign.results import WindowResults, summary_lines
 from igkd_lib.campaign.resume_files import committed_hashes
+from igkd_lib.campaign.targets import target_lines, target_rows
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
 from igkd_lib.provenance import device_name, resolve_device
-from igkd_lib.storage import model_sha256
+from igkd_lib.storage import load_checkpoint, model_sha256
 from igkd_lib.training import wide
 from igkd_lib.training.graph_step import train_members
 from igkd_lib.training.loop import precision_name
@@ -196,22 +197,30 @@ def _teacher_phase(config, options, results, train, test, device, clock):
         return model, card["sha256"]
     checkpoint = options.work / "teacher" / "checkpoint.pt"
     _resume_teacher(config, options, train, checkpoint)
+    before = epochs_done(checkpoint)
     result = train_in_window(config, train, test, device, checkpoint, lambda: clock.left() - options.reserve_s)
+    trained = (result.log if result is not None else _teacher_log(checkpoint))[before:]
+    here = {"engine": config.teacher_engine, "epoch_seconds": [row["seconds"] for row in trained]}
     if result is None:
         done = epochs_done(checkpoint)
         hashes = split_checkpoint(checkpoint, options.out) if done else {}
         print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written",
               flush=True)
-        results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes,
-                                    "engine": config.teacher_engine})
+        results.write_meta(teacher={"status": "unfinished", "epochs_done": done, "resume_sha256": hashes, **here})
         return None, None
     card = ship_to(result, config, train.source, device, options.out, options.commit)
     model = result.model.to(device).eval()
     accuracy = measured_accuracy(model, test)
     print(f"teacher: finished, {card['test_accuracy']:.2f}% in its log, measured again {accuracy:.2f}%", flush=True)
-    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"], "engine": config.teacher_engine,
+    results.write_meta(teacher={"status": "finished", "sha256": card["sha256"], **here,
                                 "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
     return model, card["sha256"]
+
+
+def _teacher_log(checkpoint: Path) -> list:
+    """The log rows of the scratch checkpoint (none when absent)."""
+    state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+    return state["log"] if state else []
 
 
 def _resume_teacher(config, options, train, checkpoint: Path) -> None:
@@ -379,6 +388,8 @@ def _finish(results: WindowResults, clock: Clock, n_train: int) -> int:
                "seconds per finished run": student_s / complete if complete else 0.0,
                **{f"seconds: {name}": seconds for name, seconds in clock.spent.items()},
                "seconds: total": clock.elapsed(), "budget (s)": clock.budget_s}
-    results.write_meta(summary=summary, spent=clock.spent)
+    targets = target_rows(results.meta, results.runs, clock.spent)
+    results.write_meta(summary=summary, spent=clock.spent, targets=targets)
+    print("\n".join(target_lines(targets, results.meta.get("tiny", False))), flush=True)
     print("\n".join(summary_lines(summary)), flush=True)
     return 0

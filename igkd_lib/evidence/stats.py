@@ -148,8 +148,8 @@ def welch_difference(a, b, confidence: float = 0.95, power: float = 0.8) -> dict
            "mean_b": float(xb.mean()) if len(xb) else math.nan, "se": math.nan, "df": math.nan,
            "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "detectable": math.nan, "note": ""}
     out["difference"] = out["mean_a"] - out["mean_b"]
-    if min(len(xa), len(xb)) < 2:
-        out["note"] = "fewer than 2 runs in an arm: no interval"
+    if min(len(xa), len(xb)) < 2:  # no runs at all in an arm: as interaction() says it (e.g. paper before its runs)
+        out["note"] = "an arm has no runs" if min(len(xa), len(xb)) == 0 else "fewer than 2 runs in an arm: no interval"
         return out
     parts = [xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)]
     return {**out, **_t_summary(out["difference"], parts, [len(xa) - 1, len(xb) - 1], confidence, power)}

@@ -371,3 +371,31 @@ def test_an_edited_accuracy_in_the_measured_checkpoints_cache_is_measured_again(
     cached = next((tmp_path / "official-checkpoints").glob("measured-*.json"))
     cached.write_text(cached.read_text().replace("91.0", "99.0"))
     assert official.measure_checkpoints(config)["acc"].tolist() == [91.0] and len(calls) == 2
+
+
+# --------------------------------------------------------------------------- studies of the window's students
+def _study(key, **agreement):
+    return {"run_key": key, "agreement": {"n_images": 500, "spearman": 0.5, "iou": 0.3, **agreement},
+            "robustness": [{"kind": "clean", "severity": 0, "subset": "all", "n": 10_000, "accuracy": 91.0}]}
+
+
+@pytest.mark.parametrize("record, words", [
+    (_study(f"{KEY[:-2]}01"), ["studies.jsonl line 1", "not a finished run of this window"]),  # the partial run
+    (_study(f"{KEY[:-2]}00", spearman=3.0), ["studies.jsonl line 1", "agreement="]),
+    ({**_study(f"{KEY[:-2]}00"), "robustness": [{"kind": "clean", "severity": 0, "subset": "../x", "n": 1,
+                                                 "accuracy": 90.0}]}, ["studies.jsonl line 1", "robustness row"]),
+])
+def test_a_crafted_studies_line_is_refused_naming_it(tmp_path, record, words):
+    results = _window(tmp_path / "out", runs=((0, 2), (1, 1)))
+    results.study(record["run_key"], {k: v for k, v in record.items() if k != "run_key"})
+    _refused(tmp_path / "out", tmp_path / "results", words)
+
+
+def test_the_studies_of_finished_runs_are_committed_once(tmp_path):
+    results = _window(tmp_path / "out", runs=((0, 2),))
+    key = f"{KEY[:-2]}00"
+    results.study(key, {k: v for k, v in _study(key).items() if k != "run_key"})
+    assert ingest(tmp_path / "out", tmp_path / "results")["studies_added"] == 1
+    assert ingest(tmp_path / "out", tmp_path / "results")["studies_added"] == 0
+    rows = (tmp_path / "results" / "paper" / "studies_agreement.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith(f"{key},kd,0,table1,default,500,0.5,0.3,offline,NVIDIA H200,")

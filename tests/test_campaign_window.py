@@ -58,10 +58,16 @@ def test_tiny_window_then_ingest(tmp_path):
     assert len(meta["teacher"]["epoch_seconds"]) == 1  # the tiny teacher's one epoch, trained in this window
     targets = {row["figure"]: row for row in meta["targets"]}  # the GPU bar, reported (here for a CPU)
     assert targets["probe (s)"]["value"] == meta["spent"]["probe"] and "the GPU trainer's targets (a CPU" in run.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "teacher.json", "teacher.pt", "window.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["runs.jsonl", "studies.jsonl", "teacher.json", "teacher.pt",
+                                                     "window.json"]
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(r["row"]["method"], r["row"]["status"]) for r in runs] == [("baseline", "complete"), ("kd", "complete")]
     assert all(len(r["log"]) == 1 and len(r["row"]["weights_sha256"]) == 64 for r in runs)
+    # both Table 1 students measured on the device for chapter 8 (smoke's sizes: 8 probe images, 100 at severity 5)
+    studies = [json.loads(line) for line in (out / "studies.jsonl").read_text().splitlines()]
+    assert [s["run_key"] for s in studies] == [r["row"]["run_key"] for r in runs]
+    assert meta["studies"]["n_probe"] == 8 and meta["studies"]["severities"] == [5] and meta["studies"]["student_s"] > 0
+    assert all(s["agreement"]["n_images"] == 8 and len(s["robustness"]) == 6 * 2 for s in studies)  # 6 versions
 
     refused = _campaign("--ingest", str(out))  # a tiny window never goes into the committed results
     assert refused.returncode == 2 and "tiny=True does not match this command" in refused.stderr
@@ -70,7 +76,9 @@ def test_tiny_window_then_ingest(tmp_path):
     common += ["--tiny"]
     ingested = _campaign("--ingest", str(out), *common)
     assert ingested.returncode == 0, ingested.stderr[-3000:]
-    assert "runs_added: 2" in ingested.stdout and (work / "teacher.pt").is_file()
+    assert "runs_added: 2" in ingested.stdout and "studies_added: 2" in ingested.stdout
+    assert (work / "teacher.pt").is_file()
+    assert len((results / "smoke" / "studies_robustness.csv").read_text().splitlines()) == 1 + 2 * 12
     assert "the GPU trainer's targets (a CPU rehearsal" in ingested.stdout and "probe (s): " in ingested.stdout
     assert json.loads((results / "smoke" / "engine.json").read_text()) == meta["engine"]  # later windows apply it
     card = json.loads((work / "teacher.json").read_text())
@@ -78,5 +86,5 @@ def test_tiny_window_then_ingest(tmp_path):
     rows = read_runs(results / "smoke" / "runs.csv")
     assert sorted(r["run_key"] for r in rows) == sorted(r["row"]["run_key"] for r in runs)
     again = _campaign("--ingest", str(out), *common)
-    assert again.returncode == 0 and "runs_added: 0" in again.stdout
+    assert again.returncode == 0 and "runs_added: 0" in again.stdout and "studies_added: 0" in again.stdout
     assert len(read_runs(results / "smoke" / "runs.csv")) == 2

@@ -3,6 +3,8 @@
 - ``runs.csv``: one row per finished run, keyed by ``run_key`` (idempotent: the same row twice is one
   row; a different row under a key already there is an error). Partial runs are never merged.
 - ``logs.jsonl``: each merged run's per-epoch log.
+- ``studies_agreement.csv`` / ``studies_robustness.csv``: chapter 8's agreement and robustness of finished Table 1
+  students, measured in the window that trained them (:mod:`igkd_lib.campaign.run_studies`), one run once.
 - ``windows/<window>.json``: the window's provenance (GPU, torch, CUDA, commit, date, data source,
   precision, trainer, the probe's figures, what it ran); ``provenance.json`` sums them up for the book.
 - The teacher: a finished one is installed (verified, accuracy measured again here); an unfinished
@@ -155,6 +157,57 @@ def _plan_results(runs: list[dict], meta: dict, results_dir: Path, partial: list
     return plan, added
 
 
+def _plan_studies(plan: dict, returned, target: Path) -> int:
+    """Add the window's studies (agreement and robustness of finished students) to ``plan`` as rows of
+    ``studies_agreement.csv`` and ``studies_robustness.csv`` (runs already there are kept as they are); returns the
+    runs added."""
+    from igkd_lib.campaign.run_studies import AGREEMENT_FIELDS, ROBUSTNESS_FIELDS, csv_rows
+
+    rows = {run["row"]["run_key"]: run["row"] for run in returned.complete}
+    new = {"agreement": [], "robustness": []}
+    have = {name: {row["run_key"] for row in _study_rows(target / f"studies_{name}.csv")} for name in new}
+    added = 0
+    for record in returned.studies:
+        if record["run_key"] in have["agreement"] | have["robustness"]:
+            continue
+        agreement, robustness = csv_rows(record, rows[record["run_key"]], returned.meta)
+        new["agreement"] += agreement
+        new["robustness"] += robustness
+        added += 1
+    for name, fields in (("agreement", AGREEMENT_FIELDS), ("robustness", ROBUSTNESS_FIELDS)):
+        if new[name]:
+            path = target / f"studies_{name}.csv"
+            plan[path] = _study_text(path, fields, new[name])
+    return added
+
+
+def _study_rows(path: Path) -> list[dict]:
+    """The rows of a committed studies CSV (none when absent); a damaged one is an error naming it."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path} does not read as CSV ({type(error).__name__}: {error}); restore it "
+                         "(git checkout -- <file>)") from None
+    if any(None in row or None in row.values() or not row.get("run_key") for row in rows):
+        raise ValueError(f"{path} has rows with more or fewer cells than its header, or no run_key; restore it "
+                         "(git checkout -- <file>)")
+    return rows
+
+
+def _study_text(path: Path, fields: tuple, rows: list[dict]) -> str:
+    """The committed file's text with ``rows`` appended (the header written when the file is new)."""
+    old = path.read_text() if path.is_file() else ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), restval="", lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerows(rows)
+    return old + buffer.getvalue()
+
+
 def _write(plan: dict) -> None:
     for path, content in plan.items():
         with atomic_path(path) as tmp:
@@ -189,13 +242,15 @@ def ingest(folder: Path, results_dir: Path = RESULTS_DIR, teacher_weights: Path 
     meta, results_dir = returned.meta, Path(results_dir)
     resume_dir = Path(resume_dir) if resume_dir is not None else inside(results_dir, meta["profile"], RESUME_DIR)
     plan, added = _plan_results(returned.complete, meta, results_dir, returned.partial)
+    studied = _plan_studies(plan, returned, inside(results_dir, meta["profile"]))
     teacher_plan = plan_teacher(returned, teacher_weights, resume_dir, test, config)
     engine_note = _plan_engine(plan, meta, results_dir)
     _travel_check(plan, teacher_plan, results_dir)
     teacher_plan.write()
     _write(plan)
     report = {"window": meta["window"], "runs_added": added, "runs_returned": len(returned.complete) +
-              len(returned.partial), "partial": len(returned.partial), "teacher": teacher_plan.report}
+              len(returned.partial), "partial": len(returned.partial), "studies_added": studied,
+              "teacher": teacher_plan.report}
     if engine_note:
         report["engine"] = engine_note
     return report

@@ -2,8 +2,10 @@
 
 ``runs.jsonl``: one line per run of the window, ``{"row": ..., "log": [...]}``; a row's ``status`` is
 ``complete`` once every epoch is done and ``partial`` before (partial runs are never merged or
-counted). ``window.json``: the window's provenance, phases, calibration and summary. Both are
-rewritten whole through :mod:`igkd_lib.storage`, so a window killed at any moment leaves readable files.
+counted). ``studies.jsonl``: the agreement and robustness of finished Table 1 students
+(:mod:`igkd_lib.campaign.run_studies`). ``window.json``: the window's provenance, phases, calibration and
+summary. All are rewritten whole through :mod:`igkd_lib.storage`, so a window killed at any moment leaves
+readable files.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from igkd_lib.campaign.ingest import LOG_FILE, RUNS_FILE, WINDOW_FILE
 from igkd_lib.campaign.queue import Entry, entry_config
+from igkd_lib.campaign.run_studies import STUDIES_FILE
 from igkd_lib.evidence.experiments import _ROW_KNOBS
 from igkd_lib.storage import atomic_path, atomic_write_json
 
@@ -23,7 +26,7 @@ class WindowResults:
     """The runs and the provenance of one window, mirrored to ``out`` on every change."""
 
     def __init__(self, out: Path, meta: dict):
-        self.out, self.meta, self.runs = Path(out), dict(meta), {}
+        self.out, self.meta, self.runs, self.studies = Path(out), dict(meta), {}, {}
         self.out.mkdir(parents=True, exist_ok=True)
         self.write_meta()
 
@@ -55,6 +58,12 @@ class WindowResults:
         if info:
             self.runs[key]["row"]["trainer_info"] = json.dumps(info, sort_keys=True)
         self.write_runs()
+
+    def study(self, key: str, record: dict) -> None:
+        """Keep the run's agreement and robustness (igkd_lib.campaign.run_studies) in ``studies.jsonl``."""
+        self.studies[key] = {"run_key": key, **record}
+        with atomic_path(self.out / STUDIES_FILE) as tmp:
+            tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in self.studies.values()))
 
     def write_runs(self) -> None:
         with atomic_path(self.out / RUNS_FILE) as tmp:

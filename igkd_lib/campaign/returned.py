@@ -1,7 +1,7 @@
 """A window's returned folder read as untrusted input: names, sizes and fields checked before anything is used.
 
-The folder came from another machine. :func:`read_returned` reads ``window.json`` and ``runs.jsonl``
-within :data:`LIMITS`, refuses a window or profile name that could name a path (:data:`WINDOW_NAME`,
+The folder came from another machine. :func:`read_returned` reads ``window.json``, ``runs.jsonl`` and
+``studies.jsonl`` within :data:`LIMITS`, refuses a window or profile name that could name a path (:data:`WINDOW_NAME`,
 ``igkd_lib.config.PROFILES``), and checks every finished run's row (:mod:`igkd_lib.evidence.run_rows`) and log.
 Every error names the file and the field. Nothing is written here.
 """
@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from igkd_lib.campaign.run_studies import STUDIES_FILE, check_study
 from igkd_lib.config import PROFILES
 from igkd_lib.evidence.run_rows import RUN_KEY, SHA256, check_row
 
@@ -22,7 +23,8 @@ __all__ = ["WINDOW_NAME", "LIMITS", "Returned", "read_returned", "check_window_m
 WINDOW_NAME = re.compile(r"^(run-)?\d{8}T\d{6}Z-[A-Za-z0-9_-]{1,64}$")
 # bytes a returned file may hold: a window of 540 s returns a few dozen runs (a 100-epoch run's row and
 # log take ~20 kB), teacher weights ~9 MB, each resume file ~8 MB
-LIMITS = {"window.json": 2**20, "runs.jsonl": 4 * 2**20, "teacher.json": 2**20, "teacher.pt": 16 * 2**20}
+LIMITS = {"window.json": 2**20, "runs.jsonl": 4 * 2**20, "teacher.json": 2**20, "teacher.pt": 16 * 2**20,
+          STUDIES_FILE: 4 * 2**20}  # a student's studies line: ~5 kB
 _LOG_FIELDS = ("epoch", "test_acc", "seconds")
 
 
@@ -91,6 +93,7 @@ class Returned:
     meta: dict
     complete: list
     partial: list
+    studies: list = ()  # the finished runs' agreement and robustness (igkd_lib.campaign.run_studies), checked
 
 
 def _run(line: str, number: int, path: Path, meta: dict) -> dict:
@@ -148,4 +151,26 @@ def read_returned(folder: Path) -> Returned:
         raise ValueError(f"{runs_path}: run_key {repeated[0]!r} appears twice; allowed: one line per run")
     complete = [run for run in runs if run["row"].get("status") == "complete"]
     partial = [run["row"]["run_key"] for run in runs if run["row"].get("status") != "complete"]
-    return Returned(folder, meta, complete, partial)
+    return Returned(folder, meta, complete, partial, _studies(folder / STUDIES_FILE, complete))
+
+
+def _studies(path: Path, complete: list) -> list:
+    """The checked lines of ``studies.jsonl`` (none when absent), each for a finished run of the window, once."""
+    if not path.exists():
+        return []
+    text = read_limited(path, LIMITS[STUDIES_FILE]).decode("utf-8", errors="replace")
+    keys, records = {run["row"]["run_key"] for run in complete}, []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, parse_constant=_no_constant)
+        except ValueError as error:
+            raise ValueError(f"{path} line {number} is not valid JSON ({error}); allowed: one object per "
+                             "line") from None
+        records.append(check_study(record, keys, f"{path} line {number}"))
+    seen = [record["run_key"] for record in records]
+    repeated = sorted({key for key in seen if seen.count(key) > 1})
+    if repeated:
+        raise ValueError(f"{path}: run_key {repeated[0]!r} appears twice; allowed: one line per run")
+    return records

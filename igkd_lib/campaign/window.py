@@ -38,6 +38,7 @@ from igkd_lib.campaign.queue import (
 )
 from igkd_lib.campaign.results import WindowResults, summary_lines
 from igkd_lib.campaign.resume_files import committed_hashes
+from igkd_lib.campaign.run_studies import STUDIED, WindowStudies
 from igkd_lib.campaign.targets import target_lines, target_rows
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
@@ -246,11 +247,12 @@ def _students_phase(config, options, results, teacher, sha, train, test, device,
     results.write_meta(queue={"length": len(keyed), "done_before": len(keyed) - len(pending)})
     print(f"queue: {len(keyed)} runs, {len(keyed) - len(pending)} done before this window", flush=True)
     maps, started, calibrations, groups = {}, 0, [], []  # maps: maps_signature -> (N, H, W) maps
+    studies = WindowStudies(config, teacher, test, device)  # chapter 8's measurements of Table 1's students
     while pending and (options.max_runs is None or started < options.max_runs):
         limit = options.max_group if options.max_runs is None else min(options.max_group, options.max_runs - started)
         with clock.phase("admission"):
             admitted = _admit(config, options, pending, limit, maps, teacher, train, test, device, clock,
-                              calibrations)
+                              calibrations, studies)
         results.write_meta(calibration=calibrations)
         if admitted is None:
             break
@@ -260,7 +262,9 @@ def _students_phase(config, options, results, teacher, sha, train, test, device,
         if readers and signature not in maps:
             maps[signature] = _maps_phase(entry_config(config, readers[0]), options, results, teacher, train, clock)
         with clock.phase("training") as phase:
-            _train(config, options, results, group, teacher, maps.get(signature), sha, train, test, device, clock)
+            trained = _train(config, options, results, group, teacher, maps.get(signature), sha, train, test, device,
+                             clock)
+        _studies(options, results, group, trained, studies, clock)
         seconds = clock.spent["training"] - phase.before
         groups.append({"members": len(group), "predicted_s": predicted, "seconds": seconds})
         results.write_meta(groups=groups)
@@ -268,8 +272,9 @@ def _students_phase(config, options, results, teacher, sha, train, test, device,
         pending = [(e, k) for e, k in pending if (e, k) not in group]
 
 
-def _admit(config, options, pending, limit, maps_done, teacher, train, test, device, clock, calibrations):
-    """The largest group of the next compatible queued runs predicted to finish in the time left, or None.
+def _admit(config, options, pending, limit, maps_done, teacher, train, test, device, clock, calibrations, studies):
+    """The largest group of the next compatible queued runs predicted to finish in the time left (their studies'
+    measurements included), or None.
 
     Runs that need the maps come first in queue order; when no group with them fits (maps included),
     the next runs without maps are tried. ``maps_done``: the maps computed so far, by signature.
@@ -292,11 +297,12 @@ def _admit(config, options, pending, limit, maps_done, teacher, train, test, dev
             training = group_seconds(rate, c.student_epochs, len(train), len(test))
             reader = next((e for e, _ in group if uses_maps(config, e)), group[0][0])
             maps_s = _maps_seconds(entry_config(config, reader), teacher, train) if needs_maps else 0.0
-            predicted = training + maps_s
+            studies_s = studies.predicted_s(sum(e.study in STUDIED for e, _ in group))
+            predicted = training + maps_s + studies_s
             left = clock.left() - options.reserve_s
             calibrations.append({"members": size, "students_images_per_s": rate.students_images_per_s,
                                  "overhead_s": rate.overhead_s, "calibration_s": rate.calibration_s,
-                                 "predicted_s": predicted, "left_s": left,
+                                 "predicted_s": predicted, "studies_s": studies_s, "left_s": left,
                                  "with_maps": needs_maps, "admitted": predicted <= left})
             print(f"admission: {size} run(s){' + maps' if needs_maps else ''} predicted {predicted:.0f} s, "
                   f"{left:.0f} s left ({rate.students_images_per_s:.0f} students·images/s)", flush=True)
@@ -356,7 +362,7 @@ def _maps_phase(config, options, results, teacher, train, clock) -> torch.Tensor
     return found.maps
 
 
-def _train(config, options, results, group, teacher, maps, sha, train, test, device, clock) -> None:
+def _train(config, options, results, group, teacher, maps, sha, train, test, device, clock) -> list:
     fields = {"device": results.meta["device"], "device_type": device.type, "precision": results.meta["precision"],
               "trainer": TRAINER, "data_source": train.source, "profile": config.profile, "commit": options.commit,
               "teacher_origin": "paper" if config.plan("paper_teacher") else "campaign", "teacher_sha256": sha,
@@ -377,6 +383,25 @@ def _train(config, options, results, group, teacher, maps, sha, train, test, dev
     for (entry, key), result in zip(group, trained):
         if result.model is not None:
             results.weights(key, model_sha256(result.model), getattr(result, "info", None))
+    return trained
+
+
+def _studies(options, results, group, trained, studies: WindowStudies, clock) -> None:
+    """Chapter 8's agreement and robustness of the group's finished students of :data:`STUDIED` studies, each while
+    the budget allows (admission counted them in); a run left unmeasured is listed in window.json."""
+    for (entry, key), result in zip(group, trained):
+        if entry.study not in STUDIED or results.runs[key]["row"]["status"] != "complete" or result.model is None:
+            continue
+        if clock.left() - options.reserve_s < studies.predicted_s(1):
+            results.write_meta(studies_skipped=[*results.meta.get("studies_skipped", []), key])
+            print(f"studies: too little time left to measure {entry.method} seed {entry.seed}", flush=True)
+            continue
+        with clock.phase("studies"):
+            results.study(key, studies.measure(result.model))
+        results.write_meta(studies=studies.summary())
+        agreement = results.studies[key]["agreement"]
+        print(f"studies: {entry.method} seed {entry.seed}: Spearman with the teacher's maps {agreement['spearman']}, "
+              f"top-10 % IoU {agreement['iou']:.3f} ({studies.student_s:.1f} s)", flush=True)
 
 
 def _finish(results: WindowResults, clock: Clock, n_train: int) -> int:

@@ -4,69 +4,28 @@ On a fixed, seeded set of test images (:func:`probe_images`), each model's IG ma
 of |IG|, for the true label) is compared with the teacher's by Spearman rank correlation over the
 pixels and by the overlap (IoU) of the two maps' top 10 % pixels. :func:`summarise_agreement` gives
 intervals over images (one model) and over seeds (one value per seed: its mean over images).
-See the chapter "Beyond the paper".
+The per-image numbers are :mod:`igkd_lib.evidence.map_agreement`'s (torch and numpy only: a GPU window computes
+them too). See the chapter "Beyond the paper".
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
-from igkd_lib.attribution.ig import chunk_size, integrated_gradients, reduce_map
 from igkd_lib.config import Config
-from igkd_lib.data.augment import to_float
-from igkd_lib.data.cifar10 import Cifar10, stratified_subset
-from igkd_lib.evidence.stats import t_interval
+from igkd_lib.data.cifar10 import Cifar10
+from igkd_lib.evidence.map_agreement import (
+    TOP_FRACTION,
+    model_maps,
+    probe_images,
+    spearman_per_image,
+    top_fraction_iou,
+)
+from igkd_lib.evidence.stats import difference_table, t_interval
 
 __all__ = ["agreement_study", "probe_images", "model_maps", "spearman_per_image", "top_fraction_iou", "agreement_rows",
-           "summarise_agreement", "TOP_FRACTION"]
-
-TOP_FRACTION = 0.1
-
-
-def probe_images(test: Cifar10, n: int, seed: int = 0) -> Cifar10:
-    """A seeded, class-balanced set of ``n`` test images (the same for every model compared)."""
-    return stratified_subset(test, n, seed)
-
-
-def model_maps(model: nn.Module, images: Cifar10, config: Config) -> torch.Tensor:
-    """IG maps (n, H, W) of ``model`` (eval mode) for the images' labels, with the config's IG settings."""
-    x = to_float(images.images)
-    result = integrated_gradients(model.eval(), x, images.labels, n_steps=config.ig_steps, method=config.ig_method,
-                                  baseline=config.ig_baseline, chunk_size=chunk_size(config, torch.device("cpu")))
-    return reduce_map(result.attributions)
-
-
-def _flat_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"maps must be two tensors of the same shape (n, H, W), got {getattr(a, 'shape', a)} "
-                         f"and {getattr(b, 'shape', b)}")
-    return a.reshape(len(a), -1).double().numpy(), b.reshape(len(b), -1).double().numpy()
-
-
-def spearman_per_image(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Spearman rank correlation over pixels of each pair of maps, (n, H, W) x2 -> (n,); NaN for a constant map."""
-    x, y = _flat_pair(a, b)
-    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    denominator = np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (rx * ry).sum(1) / denominator, np.nan)
-
-
-def top_fraction_iou(a: torch.Tensor, b: torch.Tensor, fraction: float = TOP_FRACTION) -> np.ndarray:
-    """IoU of the top ``fraction`` pixels of each pair of maps (ties broken by position), (n, H, W) x2 -> (n,)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction={fraction!r} is not allowed; allowed: a number in (0, 1]")
-    x, y = _flat_pair(a, b)
-    k = max(1, int(round(fraction * x.shape[1])))
-    top_x = np.zeros(x.shape, bool)
-    top_y = np.zeros(y.shape, bool)
-    np.put_along_axis(top_x, np.argsort(-x, axis=1, kind="stable")[:, :k], True, axis=1)
-    np.put_along_axis(top_y, np.argsort(-y, axis=1, kind="stable")[:, :k], True, axis=1)
-    return (top_x & top_y).sum(1) / (top_x | top_y).sum(1)
+           "summarise_agreement", "per_seed_means", "welch_by_method", "TOP_FRACTION"]
 
 
 def agreement_rows(teacher_maps: torch.Tensor, maps: torch.Tensor, images: Cifar10, **labels) -> pd.DataFrame:
@@ -109,3 +68,18 @@ def agreement_study(teacher: nn.Module, students: dict, probes: Cifar10, config:
     if not parts:  # no student on this machine: the columns, no rows
         return pd.DataFrame(columns=["model", "label", "seed", "image", "spearman", "iou"]), maps
     return pd.concat(parts, ignore_index=True), maps
+
+
+def per_seed_means(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained model and seed (model, seed, spearman, iou): its means over the probe images (the
+    authors' published students, without a seed, are left out)."""
+    return rows[rows["seed"].notna()].groupby(["model", "seed"], as_index=False)[["spearman", "iou"]].mean()
+
+
+def welch_by_method(per_seed: pd.DataFrame, first: str = "kd_ig", second: str = "baseline") -> pd.DataFrame:
+    """``first`` against ``second`` on the per-seed Spearman and IoU (Welch; :func:`igkd_lib.evidence.stats.
+    difference_table`), one value per seed."""
+    arm = lambda model, value: per_seed.loc[per_seed["model"] == model, value]  # noqa: E731
+    names = {"kd_ig": "KD + IG", "baseline": "student alone", "kd": "KD", "ig": "IG"}
+    return difference_table([(v, arm(first, v), arm(second, v)) for v in ("spearman", "iou")],
+                            (names.get(first, first), names.get(second, second)), "agreement", decimals=3)

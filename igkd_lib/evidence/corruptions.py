@@ -1,97 +1,28 @@
-"""Robustness under corruption: seeded, deterministic corruptions of the test set and the accuracy they cost.
+"""Robustness under corruption: the accuracy corruptions of the test set cost, as tables.
 
-Five families of CIFAR-10-C that can be generated here, each at severities 1-5 (parameters after
-Hendrycks & Dietterich's CIFAR-10-C, simplified): JPEG re-compression (PIL, lower quality),
-Gaussian noise, Gaussian blur, contrast and brightness. The offline copy's test images are
-themselves JPEG q75 except an exact-pixel subset (:func:`exact_pixel_mask`): results are given for
-both subsets. See the chapter "Beyond the paper".
+The corrupted images (five families after CIFAR-10-C at severities 1-5, seeded and deterministic) are
+:mod:`igkd_lib.evidence.corrupted_images`'; the offline copy's test images are themselves JPEG q75 except an
+exact-pixel subset (:func:`exact_pixel_mask`): results are given for both subsets. See the chapter "Beyond the
+paper".
 """
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from PIL import Image
 
-from igkd_lib.data.augment import to_float
 from igkd_lib.data.cifar10 import Cifar10
-from igkd_lib.evidence.stats import t_interval
-from igkd_lib.training.loop import predict_logits
+from igkd_lib.evidence.corrupted_images import (
+    CORRUPTIONS,
+    SEVERITIES,
+    correct_by_version,
+    corrupt,
+    exact_pixel_mask,
+    subsets,
+    versions,
+)
+from igkd_lib.evidence.stats import difference_table, t_interval
 
 __all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "exact_pixel_mask", "robustness_rows", "drop_table",
-           "mean_drop_per_run"]
-
-# parameter per severity 1..5
-SEVERITIES = {
-    "jpeg": (80, 65, 50, 30, 15),  # PIL quality
-    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # sd in [0, 1] pixels
-    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),  # sd in pixels
-    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),  # factor towards each image's mean
-    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),  # added to every pixel
-}
-CORRUPTIONS = tuple(SEVERITIES)
-
-
-def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
-    out = np.empty_like(x)
-    for i, image in enumerate(x):
-        buffer = io.BytesIO()
-        Image.fromarray(image.transpose(1, 2, 0)).save(buffer, format="JPEG", quality=int(quality))
-        out[i] = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")).transpose(2, 0, 1)
-    return out
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(np.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    kernel = (kernel / kernel.sum()).repeat(3, 1, 1, 1)  # (3, 1, 1, k)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel, groups=3)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.transpose(2, 3), groups=3)
-
-
-def corrupt(images: torch.Tensor, kind: str, severity: int, seed: int = 0) -> torch.Tensor:
-    """``images`` uint8 (N, 3, H, W) corrupted by ``kind`` at ``severity`` (1-5) -> uint8 (N, 3, H, W).
-
-    Deterministic: the noise is drawn from a generator seeded by ``seed`` (and the severity).
-    """
-    if kind not in SEVERITIES:
-        raise ValueError(f"kind={kind!r} is not allowed; allowed: {', '.join(CORRUPTIONS)}")
-    if isinstance(severity, bool) or severity not in (1, 2, 3, 4, 5):
-        raise ValueError(f"severity={severity!r} is not allowed; allowed: 1, 2, 3, 4, 5")
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-        raise ValueError("images must be a uint8 tensor (N, 3, H, W)")
-    level = SEVERITIES[kind][severity - 1]
-    if kind == "jpeg":
-        return torch.from_numpy(_jpeg(images.numpy(), level))
-    x = to_float(images)
-    if kind == "gaussian_noise":
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + severity)
-        x = x + level * torch.randn(x.shape, generator=generator)
-    elif kind == "gaussian_blur":
-        x = _blur(x, level)
-    elif kind == "contrast":
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * level + mean
-    else:
-        x = x + level
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def exact_pixel_mask(data: Cifar10) -> torch.Tensor:
-    """(N,) bool: which rows hold exact CIFAR-10 pixels: all for torchvision, the exact subset for the offline copy."""
-    if data.source != "offline":
-        return torch.ones(len(data), dtype=torch.bool)
-    from igkd_lib.data.cifar10 import _NPZ, find_offline_copy
-
-    folder = find_offline_copy()
-    if folder is None or not (folder / _NPZ).is_file():
-        raise ValueError("data from the offline copy, but its exact-pixel index file is not found")
-    exact = np.load(folder / _NPZ)[f"{data.split}_exact_index"]
-    return torch.from_numpy(np.isin(data.indices.numpy(), exact))
+           "mean_drop_per_run", "drop_welch"]
 
 
 def robustness_rows(models: dict, data: Cifar10, kinds=CORRUPTIONS, severities=(1, 3, 5), seed: int = 0,
@@ -101,18 +32,16 @@ def robustness_rows(models: dict, data: Cifar10, kinds=CORRUPTIONS, severities=(
     ``models``: {label: (model, method, seed)}. Rows: model, method, seed, kind ("clean" or a
     corruption), severity (0 for clean), subset, n, accuracy.
     """
-    exact = exact_pixel_mask(data)
-    subsets = {"all": torch.ones_like(exact), "exact pixels": exact} if data.source == "offline" else {"all": exact}
-    versions = [("clean", 0, data.images)] + [(k, s, corrupt(data.images, k, s, seed))
-                                               for k in kinds for s in severities]
+    masks = subsets(data)
+    made = versions(data.images, kinds, severities, seed)
     rows = []
     for label, (model, method, run_seed) in models.items():
-        for kind, severity, images in versions:
-            correct = predict_logits(model.eval(), images, batch_size, torch.device("cpu")).argmax(1) == data.labels
-            for subset, mask in subsets.items():
+        correct = correct_by_version(model, made, data.labels, batch_size)
+        for (kind, severity, _), right in zip(made, correct):
+            for subset, mask in masks.items():
                 rows.append({"model": label, "method": method, "seed": run_seed, "kind": kind, "severity": severity,
                              "subset": subset, "n": int(mask.sum()),
-                             "accuracy": float(correct[mask].float().mean() * 100) if mask.any() else float("nan")})
+                             "accuracy": float(right[mask].float().mean() * 100) if mask.any() else float("nan")})
     return pd.DataFrame(rows, columns=["model", "method", "seed", "kind", "severity", "subset", "n", "accuracy"])
 
 
@@ -138,3 +67,10 @@ def drop_table(rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"method": method, "kind": kind, "severity": severity, "subset": subset, "n_seeds": len(group),
                     "n_images": int(group["n"].iloc[0]), "drop": mean, "ci_low": low, "ci_high": high})
     return pd.DataFrame(out)
+
+
+def drop_welch(per_run: pd.DataFrame) -> pd.DataFrame:
+    """KD + IG against the student alone on :func:`mean_drop_per_run`'s drops, per subset (Welch, one value per run)."""
+    drops = lambda s, m: per_run.loc[(per_run["subset"] == s) & (per_run["method"] == m), "drop"]  # noqa: E731
+    return difference_table([(s, drops(s, "kd_ig"), drops(s, "baseline")) for s in per_run["subset"].unique()],
+                            ("KD + IG", "student alone"), "subset")

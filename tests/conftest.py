@@ -80,3 +80,20 @@ def randomised_bn_teacher():
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
     return net.eval()
+
+
+def run_differences(got, expected, rtol: float, atol: float) -> dict:
+    """The largest differences of two training results in units of the tolerance (``atol + rtol * |expected|``):
+    per log number (loss, train_acc, test_acc) and over the model's state; <= 1 means within tolerance."""
+    import torch
+
+    worst = {}
+    for key in ("loss", "train_acc", "test_acc"):
+        a = torch.tensor([row[key] for row in got.log], dtype=torch.float64)
+        b = torch.tensor([row[key] for row in expected.log], dtype=torch.float64)
+        worst[key] = float(((a - b).abs() / (atol + rtol * b.abs())).max())
+    got_state, expected_state = got.model.state_dict(), expected.model.state_dict()
+    assert list(got_state) == list(expected_state)
+    worst["state"] = max(float(((got_state[k].double() - v.double()).abs() / (atol + rtol * v.double().abs())).max())
+                         for k, v in expected_state.items())
+    return worst

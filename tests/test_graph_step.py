@@ -2,7 +2,7 @@
 runs (CPU)."""
 import pytest
 import torch
-from conftest import randomised_bn_teacher
+from conftest import randomised_bn_teacher, run_differences
 
 from igkd_lib import models
 from igkd_lib.config import ConfigError, make_config
@@ -43,24 +43,10 @@ def _graph(members, data, layout="grouped"):
     return graph_step.train_members(members, teacher=teacher, maps=maps, train=train, test=test, progress=False)
 
 
-def _differences(got, expected):
-    """The largest relative differences of the rows' numbers and of the weights (0 where equal)."""
-    worst = {}
-    for key in ("loss", "train_acc", "test_acc"):
-        a = torch.tensor([row[key] for row in got.log], dtype=torch.float64)
-        b = torch.tensor([row[key] for row in expected.log], dtype=torch.float64)
-        worst[key] = float(((a - b).abs() / (ATOL + RTOL * b.abs())).max())
-    got_state, expected_state = got.model.state_dict(), expected.model.state_dict()
-    assert list(got_state) == list(expected_state)
-    worst["weights"] = max(float(((got_state[k].double() - v.double()).abs() / (ATOL + RTOL * v.double().abs())).max())
-                           for k, v in expected_state.items())
-    return worst
-
-
 def _assert_same_run(got, expected):
     assert [set(row) for row in got.log] == [set(row) for row in expected.log]
     assert len(got.log) == len(expected.log)
-    worst = _differences(got, expected)
+    worst = run_differences(got, expected, RTOL, ATOL)
     assert max(worst.values()) <= 1.0, worst  # every number within rtol * |value| + atol
 
 

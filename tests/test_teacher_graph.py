@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import run_differences
 
 from igkd_lib.config import ConfigError, make_config
 from igkd_lib.data.augment import draws_batch, random_crop_flip, to_float
@@ -27,23 +28,9 @@ def data():
     return train, test.subset(torch.arange(8))
 
 
-def _worst(got, expected) -> dict:
-    """The largest differences in units of the tolerance, per part (rows' numbers, weights and buffers)."""
-    worst = {}
-    for key in ("loss", "train_acc", "test_acc"):
-        a = torch.tensor([row[key] for row in got.log], dtype=torch.float64)
-        b = torch.tensor([row[key] for row in expected.log], dtype=torch.float64)
-        worst[key] = float(((a - b).abs() / (ATOL + RTOL * b.abs())).max())
-    got_state, expected_state = got.model.state_dict(), expected.model.state_dict()
-    assert list(got_state) == list(expected_state)
-    worst["state"] = max(float(((got_state[k].double() - v.double()).abs() / (ATOL + RTOL * v.double().abs())).max())
-                         for k, v in expected_state.items())
-    return worst
-
-
 def _assert_same_run(got, expected):
     assert [row["epoch"] for row in got.log] == [row["epoch"] for row in expected.log]
-    worst = _worst(got, expected)
+    worst = run_differences(got, expected, RTOL, ATOL)
     assert max(worst.values()) <= 1.0, worst
 
 

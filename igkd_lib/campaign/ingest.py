@@ -40,7 +40,15 @@ _LEADING = ("method", "seed", "study", "variant", "final_acc", "best_acc", "epoc
 
 def read_runs(path: Path) -> list[dict]:
     """The rows of a ``runs.csv`` as dicts of strings (empty when absent); a damaged file is an error naming it."""
-    path = Path(path)
+    rows = _keyed_rows(Path(path))
+    # every row as the schema wants it (a cell left empty is a field the row's writer did not have)
+    checked_rows([{k: v for k, v in row.items() if v != ""} for row in rows], str(path))
+    return rows
+
+
+def _keyed_rows(path: Path) -> list[dict]:
+    """The rows of a committed CSV keyed by ``run_key``, as dicts of strings (none when absent); a file that does not
+    read, or a row with more or fewer cells than the header or without a run_key column, is an error naming it."""
     if not path.is_file():
         return []
     try:
@@ -52,8 +60,6 @@ def read_runs(path: Path) -> list[dict]:
     if any(None in row or None in row.values() or "run_key" not in row for row in rows):
         raise ValueError(f"{path} has rows with more or fewer cells than its header, or no run_key column; restore "
                          "it (git checkout -- <file>)")
-    # every row as the schema wants it (a cell left empty is a field the row's writer did not have)
-    checked_rows([{k: v for k, v in row.items() if v != ""} for row in rows], str(path))
     return rows
 
 
@@ -165,7 +171,7 @@ def _plan_studies(plan: dict, returned, target: Path) -> int:
 
     rows = {run["row"]["run_key"]: run["row"] for run in returned.complete}
     new = {"agreement": [], "robustness": []}
-    have = {name: {row["run_key"] for row in _study_rows(target / f"studies_{name}.csv")} for name in new}
+    have = {name: {row["run_key"] for row in _keyed_rows(target / f"studies_{name}.csv")} for name in new}
     added = 0
     for record in returned.studies:
         if record["run_key"] in have["agreement"] | have["robustness"]:
@@ -179,22 +185,6 @@ def _plan_studies(plan: dict, returned, target: Path) -> int:
             path = target / f"studies_{name}.csv"
             plan[path] = _study_text(path, fields, new[name])
     return added
-
-
-def _study_rows(path: Path) -> list[dict]:
-    """The rows of a committed studies CSV (none when absent); a damaged one is an error naming it."""
-    if not path.is_file():
-        return []
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"{path} does not read as CSV ({type(error).__name__}: {error}); restore it "
-                         "(git checkout -- <file>)") from None
-    if any(None in row or None in row.values() or not row.get("run_key") for row in rows):
-        raise ValueError(f"{path} has rows with more or fewer cells than its header, or no run_key; restore it "
-                         "(git checkout -- <file>)")
-    return rows
 
 
 def _study_text(path: Path, fields: tuple, rows: list[dict]) -> str:

@@ -14,7 +14,10 @@ from typing import Callable, Hashable
 
 import torch
 
-__all__ = ["WARMUP_STEPS", "GraphedStep"]
+from igkd_lib.training.loop import autocast
+from igkd_lib.training.masked_batchnorm import RowWeights
+
+__all__ = ["WARMUP_STEPS", "GraphedStep", "copy_static", "device_step"]
 
 WARMUP_STEPS = 2  # eager steps before a CUDA graph is captured (real steps: cuDNN autotuning, allocations)
 
@@ -61,3 +64,31 @@ class GraphedStep:
         with torch.cuda.stream(side):
             self.step(key)
         torch.cuda.current_stream().wait_stream(side)
+
+
+def copy_static(buffers: dict, name: str, value: torch.Tensor) -> None:
+    """Copy ``value`` into the fixed tensor ``buffers[name]``, allocated on first use: a captured graph reads the same
+    memory at every replay, so an epoch's new data must land there."""
+    if name not in buffers:
+        buffers[name] = torch.empty_like(value)
+    buffers[name].copy_(value)
+
+
+def device_step(optimizer: torch.optim.Optimizer, lr: torch.Tensor, schedule: torch.Tensor, global_step: torch.Tensor,
+                rows: RowWeights, weight: torch.Tensor | None, forward: Callable[[], tuple]) -> tuple:
+    """One optimiser step on device tensors only: the rate ``lr`` read from ``schedule`` at ``global_step`` (then
+    advanced), the rows' ``weight`` set for the masked BatchNorm during the forward pass, the gradients zeroed in
+    place (a captured graph keeps their memory), ``forward()`` -> ``(loss, outputs)`` under autocast, backward, step.
+    Returns ``(loss, outputs)``."""
+    lr.copy_(schedule.index_select(0, global_step).view(()))
+    rows.weight = weight
+    try:
+        optimizer.zero_grad(set_to_none=False)
+        with autocast(lr.device, cache=False):
+            loss, outputs = forward()
+        loss.backward()
+    finally:
+        rows.weight = None
+    optimizer.step()
+    global_step += 1
+    return loss, outputs

@@ -36,8 +36,8 @@ from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.provenance import resolve_device
 from igkd_lib.timing import Stopwatch
 from igkd_lib.training.batchnorm import recalibrate
-from igkd_lib.training.cuda_graph import WARMUP_STEPS, GraphedStep
-from igkd_lib.training.loop import TrainResult, autocast, precision_name
+from igkd_lib.training.cuda_graph import WARMUP_STEPS, GraphedStep, copy_static, device_step
+from igkd_lib.training.loop import TrainResult, precision_name
 from igkd_lib.training.masked_batchnorm import RowWeights, mask_batchnorms
 from igkd_lib.training.teacher_table import TeacherTable, epoch_targets, overlay_fn
 from igkd_lib.training.wide import (
@@ -107,10 +107,7 @@ class _Step:
     def load(self, draws: dict, targets: torch.Tensor) -> None:
         """Copy one epoch's draws (N, n) and targets (N, n, C) into the padded fixed buffers; zero the sums."""
         for key, value in {**draws, "targets": targets}.items():
-            padded = value[:, self.index]
-            if key not in self.buffers:
-                self.buffers[key] = torch.empty_like(padded)
-            self.buffers[key].copy_(padded)
+            copy_static(self.buffers, key, value[:, self.index])
         self.k.zero_()
         self.loss_sum.zero_()
         self.correct.zero_()
@@ -128,17 +125,9 @@ class _Step:
                         aligned=plan.aligned.repeat_interleave(batch))
         y = self.labels[positions]
         weight = self.last_rows if masked else None
-        self.lr.copy_(self.schedule.index_select(0, self.global_step).view(()))
-        self.rows.weight = weight
-        try:
-            self.optimizer.zero_grad(set_to_none=False)
-            with autocast(x.device, cache=False):
-                loss, (logits, losses) = plan.loss_fn(self.model, x, y, buffers["targets"].index_select(1, window),
-                                                      weight)
-            loss.backward()
-        finally:
-            self.rows.weight = None
-        self.optimizer.step()
+        targets = buffers["targets"].index_select(1, window)
+        _, (logits, losses) = device_step(self.optimizer, self.lr, self.schedule, self.global_step, self.rows, weight,
+                                          lambda: plan.loss_fn(self.model, x, y, targets, weight))
         hits = logits.detach().argmax(-1) == y
         if masked:
             self.loss_sum += losses.detach().double() * weight.double().sum()
@@ -147,7 +136,6 @@ class _Step:
             self.loss_sum += losses.detach().double() * batch
         self.correct += hits.sum(1)
         self.k += 1
-        self.global_step += 1
 
     def epoch(self) -> None:
         """The epoch's steps: replayed graphs on CUDA (captured after warm-up), eager elsewhere."""

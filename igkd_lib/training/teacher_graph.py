@@ -37,10 +37,9 @@ from igkd_lib.data.augment import draw_crops, draws_batch
 from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.errors import NonFiniteLossError
 from igkd_lib.timing import Stopwatch
-from igkd_lib.training.cuda_graph import GraphedStep
+from igkd_lib.training.cuda_graph import GraphedStep, copy_static, device_step
 from igkd_lib.training.loop import (
     TrainResult,
-    autocast,
     device_correct,
     epoch_generator,
     epoch_line,
@@ -133,10 +132,7 @@ class _TeacherStep:
     def load(self, draws: dict) -> None:
         """Copy one epoch's draws into the padded fixed buffers; zero the sums."""
         for key, value in draws.items():
-            padded = value.to(self.index.device)[self.index]
-            if key not in self.buffers:
-                self.buffers[key] = torch.empty_like(padded)
-            self.buffers[key].copy_(padded)
+            copy_static(self.buffers, key, value.to(self.index.device)[self.index])
         self.k.zero_()
         self.loss_sum.zero_()
         self.correct.zero_()
@@ -152,29 +148,23 @@ class _TeacherStep:
         x = resized(x, size).contiguous(memory_format=torch.channels_last)
         y = self.labels.index_select(0, positions)
         weight = self.last_rows if masked else None
-        self.lr.copy_(self.schedule.index_select(0, self.global_step).view(()))
-        self.rows.weight = weight
-        try:
-            self.optimizer.zero_grad(set_to_none=False)
-            with autocast(x.device, cache=False):
-                logits = self.model(x)
-                smoothing = self.recipe.label_smoothing
-                if masked:
-                    losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
-                    loss = (losses * weight).sum() / self.last_count
-                else:
-                    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-            loss.backward()
-        finally:
-            self.rows.weight = None
-        self.optimizer.step()
+        loss, logits = device_step(self.optimizer, self.lr, self.schedule, self.global_step, self.rows, weight,
+                                   lambda: self._loss(x, y, weight))
         hits = logits.detach().argmax(1) == y
         if masked:
             hits = hits & weight.bool()
         self.loss_sum += loss.detach().double() * (self.last_count if masked else self.batch)
         self.correct += hits.sum()
         self.k += 1
-        self.global_step += 1
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> tuple:
+        """``(loss, logits)``: the mean cross-entropy over the real rows (``weight``: the padded last batch's)."""
+        logits = self.model(x)
+        smoothing = self.recipe.label_smoothing
+        if weight is None:
+            return F.cross_entropy(logits, y, label_smoothing=smoothing), logits
+        losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
+        return (losses * weight).sum() / self.last_count, logits
 
 
 def train_teacher_graph(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, device: torch.device,

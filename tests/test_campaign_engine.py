@@ -147,17 +147,18 @@ def test_a_gpu_probe_measures_the_candidates_and_nothing_else(tmp_path, monkeypa
         engines={"members": members, **kw}) or [])
     from igkd_lib.bench import teacher_engines
 
-    monkeypatch.setattr(teacher_engines, "rows", lambda config, steps=None: calls.update(teacher=steps) or [])
+    monkeypatch.setattr(teacher_engines, "rows", lambda config, steps: calls.update(teacher=steps) or [])
     monkeypatch.setattr(window, "resolve_device", lambda choice: torch.device("cuda"))
     options = window.WindowOptions(out=tmp_path / "out", work=tmp_path / "work", teacher_weights=tmp_path / "t.pt",
                                    resume_dir=tmp_path / "resume", results_dir=tmp_path / "results")
     config = make_config("smoke", device="cpu", cache_dir=str(tmp_path))
     probe = window._probe(config, options, teacher=True)
-    assert probe["pointwise"] is None and calls.pop("teacher") is None  # the teacher's engines, at their GPU size
+    assert probe["pointwise"] is None and calls.pop("teacher") == engine.PROBE_STEPS  # the teacher's engines
     assert window._probe(config, options, teacher=False)["teacher"] == [] and "teacher" not in calls
     assert calls["run"]["layouts"] == engine.PROBE_LAYOUTS == ("grouped", "member")
-    assert calls["run"]["sizes"] == engine.PROBE_SIZES and calls["run"]["graph_sizes"] == (8, 16)
-    assert calls["compile"] == {"members": 32, "steps": None, "choices": engine.PROBE_COMPILES, "layout": "grouped"}
+    assert calls["run"]["sizes"] == engine.PROBE_SIZES and calls["run"]["graph_sizes"] == ()
+    assert calls["run"]["steps"] == engine.PROBE_STEPS == 24  # 40 by default: the probe must fit 60 s
+    assert calls["compile"] == {"members": 32, "steps": 24, "choices": engine.PROBE_COMPILES, "layout": "grouped"}
     assert calls["engines"]["designs"] == (bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER)
     compiles = [c for c in engine.candidates() if c.startswith("compile")]
     assert compiles == [f"compile={c}" for c in engine.PROBE_COMPILES]

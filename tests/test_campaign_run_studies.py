@@ -19,7 +19,7 @@ def measured(tmp_path_factory):
     torch.manual_seed(0)
     teacher, student = models.teacher().eval(), models.student(17).eval()
     studies = WindowStudies(config, teacher, test, CPU)
-    assert studies.predicted_s(0) == 0.0 and studies.predicted_s(2) == 60.0 + 2 * 10.0  # guesses until measured
+    assert studies.predicted_s(0) == 0.0 and studies.predicted_s(2) == 30.0 + 2 * 5.0  # guesses until measured
     record = studies.measure(student)
     return config, test, teacher, student, studies, record
 

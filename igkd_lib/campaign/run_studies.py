@@ -123,8 +123,11 @@ class WindowStudies:
     """A window's study measurements: its :class:`StudyProbe`, built on first use, and what they cost (for admission:
     a group is admitted only with the time to measure its studied students)."""
 
-    SETUP_GUESS_S = 60.0  # before the first measurement: the versions of 10,000 test images and the teacher's maps
-    STUDENT_GUESS_S = 10.0  # one student's maps and predictions, until one is measured
+    # guesses for an H200 until measured (then the window's own figures): the set-up makes 25 corrupted versions of
+    # 10,000 test images on the CPU (~50,000 small JPEG round trips) and the teacher's maps of 500 probe images; a
+    # student is IG at 50 points on 500 images (25,000 forward-backward passes) and 260,000 bf16 predictions
+    SETUP_GUESS_S = 30.0
+    STUDENT_GUESS_S = 5.0
 
     def __init__(self, config: Config, teacher: nn.Module, test: Cifar10, device: torch.device):
         self.config, self.teacher, self.test, self.device = config, teacher, test, device

@@ -16,7 +16,15 @@ import torch
 from igkd_lib.attribution.maps import get_maps, maps_precision, throughput
 from igkd_lib.campaign.admission import Rate, calibrate, group_seconds
 from igkd_lib.campaign.budget import Clock
-from igkd_lib.campaign.engine import PROBE_COMPILES, PROBE_LAYOUTS, PROBE_SIZES, choose, current, read_engine
+from igkd_lib.campaign.engine import (
+    PROBE_COMPILES,
+    PROBE_LAYOUTS,
+    PROBE_SIZES,
+    PROBE_STEPS,
+    choose,
+    current,
+    read_engine,
+)
 from igkd_lib.campaign.ingest import done_keys
 from igkd_lib.campaign.maps_check import bf16_agreement
 from igkd_lib.campaign.paper_teacher import (
@@ -138,8 +146,9 @@ def _probe(config: Config, options: WindowOptions, teacher: bool) -> dict:
         steps, sizes, layouts, graph_sizes = 1, (1, 2), ("serial", "member"), None
         kernels = pointwise.run(config, reps=1, sizes=sizes)
         print("\n".join(f"probe: {line}" for line in pointwise.winner_lines(kernels)), flush=True)
-    else:  # the 1x1 kernels' choice (batched matmul 1.57x at N = 16) is the member-major layout's, measured below
-        steps, sizes, layouts, graph_sizes, kernels = None, PROBE_SIZES, PROBE_LAYOUTS, (8, 16), None
+    else:  # the 1x1 kernels' choice (batched matmul 1.57x at N = 16) is the member-major layout's, measured below;
+        # the graph engine is measured at the best N in both layouts (engine_rows), not in the trainers' table
+        steps, sizes, layouts, graph_sizes, kernels = PROBE_STEPS, PROBE_SIZES, PROBE_LAYOUTS, (), None
     trainers = bench_campaign.run(config, steps=steps, sizes=sizes, layouts=layouts, graph_sizes=graph_sizes)
     print("\n".join(f"probe: {line}" for line in bench_campaign.ratio_lines(trainers)), flush=True)
     best = max((row for row in trainers if row["design"].startswith("wide")),
@@ -161,7 +170,7 @@ def _probe(config: Config, options: WindowOptions, teacher: bool) -> dict:
         today = {**fastest, "design": f"wide N={fastest['members']} {fastest['layout']} "
                                       f"train_compile={fastest['train_compile']}"}
         print("\n".join(f"probe: {line}" for line in bench_campaign.engine_lines(engines, today)), flush=True)
-    teachers = teacher_engines.rows(config, steps=1 if options.tiny else None) if teacher else []
+    teachers = teacher_engines.rows(config, steps=1 if options.tiny else PROBE_STEPS) if teacher else []
     print("\n".join(f"probe: {line}" for line in teacher_engines.lines(teachers)), flush=True)
     return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines, "teacher": teachers}
 

@@ -5,6 +5,7 @@ import pytest
 
 from igkd_lib.config import make_config
 from igkd_lib.evidence import study_claims
+from igkd_lib.evidence.committed_studies import CommittedStudies
 
 
 def _runs(column, arms: dict) -> pd.DataFrame:
@@ -78,9 +79,26 @@ def test_committed_table_reads_the_queue_studies_beside_table_1():
              for s in range(3)]
     rows += [{"study": "compression", "variant": "student_cut=17", "method": m, "seed": s, "final_acc": acc + s}
              for m, acc in (("baseline", 40.0), ("kd_ig", 41.0)) for s in range(3)]
-    table = study_claims.committed_table(pd.DataFrame(rows))
+    table = study_claims.committed_table(pd.DataFrame(rows), measured=_NOTHING_MEASURED)
     assert _verdict(table, "Sobel")["difference"] == pytest.approx(12.0)
     assert _verdict(table, "at cut 17")["difference"] == pytest.approx(1.0)
     assert _verdict(table, "grows as the student shrinks")["difference"] == pytest.approx(-1.0)
     assert "untrained" not in " ".join(table["claim"])  # questions without runs are left to other sources
-    assert study_claims.committed_table(pd.DataFrame(columns=["method", "final_acc"])) is None
+    empty = pd.DataFrame(columns=["method", "final_acc"])
+    assert study_claims.committed_table(empty, measured=_NOTHING_MEASURED) is None
+
+
+_NOTHING_MEASURED = CommittedStudies(pd.DataFrame(), pd.DataFrame(), "none")
+
+
+def test_committed_table_reads_the_students_the_windows_measured():
+    agreement = pd.DataFrame([{"model": m, "seed": s, "spearman": base + s / 100, "iou": base / 2}
+                              for m, base in (("baseline", 0.5), ("kd_ig", 0.6)) for s in range(3)])
+    robustness = pd.DataFrame([{"model": f"{m} s{s}", "method": m, "seed": s, "kind": kind, "severity": severity,
+                                "subset": "all", "n": 10_000, "accuracy": accuracy + s}
+                               for m, drop in (("baseline", 30.0), ("kd_ig", 25.0)) for s in range(3)
+                               for kind, severity, accuracy in (("clean", 0, 90.0), ("contrast", 5, 90.0 - drop))])
+    table = study_claims.committed_table(pd.DataFrame(), measured=CommittedStudies(agreement, robustness, "3 + 3"))
+    assert _verdict(table, "(Spearman)")["difference"] == pytest.approx(0.1)
+    assert _verdict(table, "lose less accuracy")["difference"] == pytest.approx(-5.0)
+    assert set(table["source"]) == {"committed paper-profile runs"}

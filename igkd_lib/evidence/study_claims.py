@@ -191,27 +191,38 @@ def load(config) -> tuple[pd.DataFrame, dict] | None:
     return pd.DataFrame(stored["rows"]).reindex(columns=["study", *COLUMNS]), stored.get("meta", {})
 
 
-def committed_table(runs: pd.DataFrame | None = None) -> pd.DataFrame | None:
-    """The training studies (sources, teacher signals, compression) on committed paper-profile runs of the GPU
-    queue (``results/paper/runs.csv``), with Table 1's KD + IG and baseline runs as the reference arms and the
-    controls' official-logits runs as that signal; only the questions with runs. None when there are none."""
+def committed_table(runs: pd.DataFrame | None = None, measured=None) -> pd.DataFrame | None:
+    """The studies on committed paper-profile evidence of the GPU queue: the training studies (sources, teacher
+    signals, compression) on its runs (``results/paper/runs.csv``), with Table 1's KD + IG and baseline runs as the
+    reference arms and the controls' official-logits runs as that signal, and the agreement and robustness of Table
+    1's students as the windows that trained them measured them (``measured``: default
+    :func:`igkd_lib.evidence.committed_studies.read_committed_studies`); only the questions with evidence. None when
+    there is none."""
+    from igkd_lib.evidence.committed_studies import read_committed_studies
+    from igkd_lib.evidence.corruptions import mean_drop_per_run
     from igkd_lib.evidence.reference import committed_results
 
     runs = committed_results("paper") if runs is None else runs
-    if runs.empty or "study" not in runs or "variant" not in runs:
+    measured = read_committed_studies("paper") if measured is None else measured
+    studies = {}
+    if not measured.agreement.empty:
+        studies["agreement"] = measured.agreement[["model", "seed", "spearman", "iou"]]
+        studies["robustness"] = mean_drop_per_run(measured.robustness)
+    if not (runs.empty or "study" not in runs or "variant" not in runs):
+        runs = runs.assign(**{name: [variant_overrides(v).get(name) for v in runs["variant"]]
+                              for name in ("map_source", "teacher_logits", "student_cut")})
+        table1 = runs[runs["study"] == "table1"]
+        reference = table1[table1["method"] == "kd_ig"].assign(map_source="ig", teacher_logits="online")
+        studied = lambda name: runs[runs["study"] == name]  # noqa: E731
+        official = runs[(runs["study"] == "controls") & (runs["teacher_logits"] == "official")]
+        cuts = pd.concat([table1[table1["method"].isin(["baseline", "kd_ig"])].assign(student_cut=5),
+                          studied("compression")], ignore_index=True)
+        studies.update(sources=pd.concat([reference, studied("overlay_source")], ignore_index=True),
+                       signals=pd.concat([reference, studied("teacher_signal"), official], ignore_index=True),
+                       compression=cuts.assign(student_cut=cuts["student_cut"].astype(int)))
+    if not studies:
         return None
-    runs = runs.assign(**{name: [variant_overrides(v).get(name) for v in runs["variant"]]
-                          for name in ("map_source", "teacher_logits", "student_cut")})
-    table1 = runs[runs["study"] == "table1"]
-    reference = table1[table1["method"] == "kd_ig"].assign(map_source="ig", teacher_logits="online")
-    studied = lambda name: runs[runs["study"] == name]  # noqa: E731
-    official = runs[(runs["study"] == "controls") & (runs["teacher_logits"] == "official")]
-    cuts = pd.concat([table1[table1["method"].isin(["baseline", "kd_ig"])].assign(student_cut=5),
-                      studied("compression")], ignore_index=True)
-    table = study_table("committed paper-profile runs",
-                        sources=pd.concat([reference, studied("overlay_source")], ignore_index=True),
-                        signals=pd.concat([reference, studied("teacher_signal"), official], ignore_index=True),
-                        compression=cuts.assign(student_cut=cuts["student_cut"].astype(int)))
+    table = study_table("committed paper-profile runs", **studies)
     table = table[table["n"] != "0"]
     return table.reset_index(drop=True) if len(table) else None
 

@@ -126,39 +126,76 @@ def test_a_window_trains_with_the_committed_engine(tmp_path):
     assert results.meta["layout"] == "serial" and results.meta["engine"]["window"] == "w3"
 
 
+def _fake_gpu_probe(tmp_path, monkeypatch, fail=()):
+    """The probe on a pretend CUDA device with faked measurements (``fail``: what raises); what each call was asked."""
+    from igkd_lib.bench import campaign as bench_campaign
+    from igkd_lib.bench import teacher_engines
+
+    calls = {"run": [], "engines": [], "teacher": []}
+
+    def fake_run(config, **kw):
+        calls["run"].append(kw)
+        if kw["layouts"][0] in fail:
+            raise RuntimeError(f"{kw['layouts'][0]} does not run here")
+        return [{"design": f"wide N={n} {layout}", "students": n, "layout": layout, "engine": "wide",
+                 "students_images_per_s": float(n), "device_type": "cuda"}
+                for layout in kw["layouts"] for n in kw["sizes"]]
+
+    def fake_engines(config, members, **kw):
+        calls["engines"].append({"members": members, **kw})
+        if kw["designs"][0] in fail:
+            raise RuntimeError("capture failed")
+        return [{"design": kw["designs"][0], "members": members, "students_images_per_s": 1.0}]
+
+    def fake_teacher(config, steps, engines):
+        calls["teacher"].append((steps, engines))
+        if engines[0] in fail:
+            raise RuntimeError("no fused SGD here")
+        return [{"engine": engines[0], "images_per_s": 1.0}]
+
+    monkeypatch.setattr(bench_campaign, "run", fake_run)
+    monkeypatch.setattr(bench_campaign, "ratio_lines", lambda rows: [])
+    monkeypatch.setattr(bench_campaign, "engine_lines", lambda rows, today: [])
+    monkeypatch.setattr(bench_campaign, "compile_rows", lambda config, members, **kw: calls.update(
+        compile={"members": members, **kw}) or [])
+    monkeypatch.setattr(bench_campaign, "engine_rows", fake_engines)
+    monkeypatch.setattr(teacher_engines, "rows", fake_teacher)
+    monkeypatch.setattr(teacher_engines, "lines", lambda rows: [])
+    monkeypatch.setattr(window, "resolve_device", lambda choice: torch.device("cuda"))
+    options = window.WindowOptions(out=tmp_path / "out", work=tmp_path / "work", teacher_weights=tmp_path / "t.pt",
+                                   resume_dir=tmp_path / "resume", results_dir=tmp_path / "results")
+    return window._probe(make_config("smoke", device="cpu", cache_dir=str(tmp_path)), options, teacher=True), calls
+
+
 def test_a_gpu_probe_measures_the_candidates_and_nothing_else(tmp_path, monkeypatch):
     """On CUDA the probe measures the layouts, sizes and compile choices the engine is chosen among (the figures
     are faked here: what is checked is what would be measured), and no 1x1-kernel sweep."""
     from igkd_lib.bench import campaign as bench_campaign
 
-    calls = {}
-
-    def fake_run(config, **kw):
-        calls["run"] = kw
-        return [{"design": f"wide N={n} {layout}", "students": n, "layout": layout, "engine": "wide",
-                 "students_images_per_s": float(n), "device_type": "cuda"}
-                for layout in kw["layouts"] for n in kw["sizes"]]
-
-    monkeypatch.setattr(bench_campaign, "run", fake_run)
-    monkeypatch.setattr(bench_campaign, "ratio_lines", lambda rows: [])
-    monkeypatch.setattr(bench_campaign, "compile_rows", lambda config, members, **kw: calls.update(
-        compile={"members": members, **kw}) or [])
-    monkeypatch.setattr(bench_campaign, "engine_rows", lambda config, members, **kw: calls.update(
-        engines={"members": members, **kw}) or [])
-    from igkd_lib.bench import teacher_engines
-
-    monkeypatch.setattr(teacher_engines, "rows", lambda config, steps: calls.update(teacher=steps) or [])
-    monkeypatch.setattr(window, "resolve_device", lambda choice: torch.device("cuda"))
-    options = window.WindowOptions(out=tmp_path / "out", work=tmp_path / "work", teacher_weights=tmp_path / "t.pt",
-                                   resume_dir=tmp_path / "resume", results_dir=tmp_path / "results")
-    config = make_config("smoke", device="cpu", cache_dir=str(tmp_path))
-    probe = window._probe(config, options, teacher=True)
-    assert probe["pointwise"] is None and calls.pop("teacher") == engine.PROBE_STEPS  # the teacher's engines
-    assert window._probe(config, options, teacher=False)["teacher"] == [] and "teacher" not in calls
-    assert calls["run"]["layouts"] == engine.PROBE_LAYOUTS == ("grouped", "member")
-    assert calls["run"]["sizes"] == engine.PROBE_SIZES and calls["run"]["graph_sizes"] == ()
-    assert calls["run"]["steps"] == engine.PROBE_STEPS == 24  # 40 by default: the probe must fit 60 s
+    probe, calls = _fake_gpu_probe(tmp_path, monkeypatch)
+    assert probe["pointwise"] is None and probe["failed"] == []
+    assert [c["layouts"] for c in calls["run"]] == [("grouped",), ("member",)] and engine.PROBE_LAYOUTS == (
+        "grouped", "member")
+    assert [c["singles"] for c in calls["run"]] == [True, False]  # the single runs once
+    assert all(c["sizes"] == engine.PROBE_SIZES and c["graph_sizes"] == () for c in calls["run"])
+    assert all(c["steps"] == engine.PROBE_STEPS == 24 for c in calls["run"])  # 40 by default: it must fit 60 s
     assert calls["compile"] == {"members": 32, "steps": 24, "choices": engine.PROBE_COMPILES, "layout": "grouped"}
-    assert calls["engines"]["designs"] == (bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER)
+    assert [c["designs"] for c in calls["engines"]] == [(bench_campaign.GRAPH,), (bench_campaign.GRAPH_MEMBER,)]
+    assert calls["teacher"] == [(24, ("loop",)), (24, ("graph",))]  # the unfinished teacher's engines
     compiles = [c for c in engine.candidates() if c.startswith("compile")]
     assert compiles == [f"compile={c}" for c in engine.PROBE_COMPILES]
+
+
+def test_a_design_that_fails_on_the_device_is_left_out_and_the_window_goes_on(tmp_path, monkeypatch, capsys):
+    """The GPU paths first run in a window: one that raises is recorded and left out of the choice."""
+    from igkd_lib.bench import campaign as bench_campaign
+
+    probe, _ = _fake_gpu_probe(tmp_path, monkeypatch, fail=("member", bench_campaign.GRAPH_MEMBER, "graph"))
+    assert [f["what"] for f in probe["failed"]] == ["wide member layout", bench_campaign.GRAPH_MEMBER,
+                                                   "teacher graph engine"]
+    assert [row["design"] for row in probe["engines"]] == [bench_campaign.GRAPH]
+    assert [row["engine"] for row in probe["teacher"]] == ["loop"] and "capture failed" in capsys.readouterr().err
+    assert "teacher_engine" not in engine.choose(probe, "cuda", "w1")["settings"]  # only the loop was measured
+    probe, _ = _fake_gpu_probe(tmp_path, monkeypatch, fail=("grouped", "member"))
+    chosen = engine.choose(probe, "cuda", "w1")  # nothing wide ran: the defaults, for this window only
+    assert chosen["settings"] == {} and not engine.current(chosen) and probe["engines"] == []

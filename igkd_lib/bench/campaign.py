@@ -229,6 +229,8 @@ def ratio_lines(rows: list[dict]) -> list[str]:
     """The ratios printed under the table (and kept by the GPU window). The CPU target applies to the
     layout the trainer uses on the rows' device (:func:`igkd_lib.training.wide_model.default_layout`)."""
     speed = {row["design"]: row["students_images_per_s"] for row in rows}
+    if not rows or SINGLES[0] not in speed or SINGLES[1] not in speed:  # a probe whose singles failed: no ratios
+        return []
     old, single = speed[SINGLES[0]], speed[SINGLES[1]]
     used = default_layout(torch.device(rows[0]["device_type"]))
     lines = [f"single sync-free / single per-step sync = {single / old:.2f}x"]
@@ -238,8 +240,9 @@ def ratio_lines(rows: list[dict]) -> list[str]:
             target = "  (target on CPU >= 0.9x: the layout used on CPU)" if on_cpu else ""
             lines.append(f"{row['design']} / single sync-free = {speed[row['design']] / single:.2f}x{target}")
     best = max((row["design"] for row in rows if row.get("engine", "wide") == "wide" and row["layout"] is not None),
-               key=speed.get)
-    lines.append(f"best wide ({best}) / single per-step sync = {speed[best] / old:.2f}x  (target on a GPU >= 5x)")
+               key=speed.get, default=None)
+    if best is not None:
+        lines.append(f"best wide ({best}) / single per-step sync = {speed[best] / old:.2f}x  (target on a GPU >= 5x)")
     for row in rows:
         same = f"wide N={row['students']} {row['layout']}"
         if row.get("engine") == "graph" and same in speed:

@@ -67,6 +67,9 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
     itself there; the graph engine then runs in that layout.
     """
     wide = [row for row in probe["trainers"] if row.get("layout") is not None and row.get("engine", "wide") == "wide"]
+    if not wide:  # every wide design failed on the device (probe["failed"] says why): the defaults, for this window
+        # only (chosen among no candidates, so never current: the next window probes again)
+        return {"settings": {}, "window": window, "basis": ["no wide design measured: the defaults"], "candidates": []}
     best = max(wide, key=lambda row: row["students_images_per_s"])
     settings, basis = {}, [f"fastest wide design: {best['design']} ({best['students_images_per_s']:.0f} "
                            "students·images/s)"]

@@ -132,6 +132,7 @@ class WindowStudies:
     def __init__(self, config: Config, teacher: nn.Module, test: Cifar10, device: torch.device):
         self.config, self.teacher, self.test, self.device = config, teacher, test, device
         self.probe: StudyProbe | None = None
+        self.disabled = False  # set by the window when a measurement failed: no more in that window
         self.setup_s: float | None = None
         self.student_s: float | None = None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from igkd_lib.campaign.results import WindowResults, summary_lines
 from igkd_lib.campaign.resume_files import committed_hashes
 from igkd_lib.campaign.run_studies import STUDIED, WindowStudies
 from igkd_lib.campaign.targets import target_lines, target_rows
-from igkd_lib.config import Config
+from igkd_lib.config import TEACHER_ENGINES, Config
 from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
 from igkd_lib.provenance import device_name, resolve_device
 from igkd_lib.storage import load_checkpoint, model_sha256
@@ -149,30 +150,54 @@ def _probe(config: Config, options: WindowOptions, teacher: bool) -> dict:
     else:  # the 1x1 kernels' choice (batched matmul 1.57x at N = 16) is the member-major layout's, measured below;
         # the graph engine is measured at the best N in both layouts (engine_rows), not in the trainers' table
         steps, sizes, layouts, graph_sizes, kernels = PROBE_STEPS, PROBE_SIZES, PROBE_LAYOUTS, (), None
-    trainers = bench_campaign.run(config, steps=steps, sizes=sizes, layouts=layouts, graph_sizes=graph_sizes)
+    failed: list = []  # designs that raised on this device: left out of the choice, never the end of the window
+    trainers = []
+    for index, layout in enumerate(layouts):  # the singles with the first layout, the graph rows with the last
+        trainers += _guarded(f"wide {layout} layout", failed, lambda layout=layout, index=index: bench_campaign.run(
+            config, steps=steps, sizes=sizes, layouts=(layout,), singles=index == 0,
+            graph_sizes=graph_sizes if index == len(layouts) - 1 else ()))
     print("\n".join(f"probe: {line}" for line in bench_campaign.ratio_lines(trainers)), flush=True)
-    best = max((row for row in trainers if row["design"].startswith("wide")),
-               key=lambda row: row["students_images_per_s"])
-    # compiled steps are measured on CUDA only (on a CPU torch.compile would spend minutes compiling)
-    choices = PROBE_COMPILES if cuda else ("none",)
-    compiles = bench_campaign.compile_rows(config, best["students"], steps=steps, choices=choices,
-                                           layout=best["layout"])
-    for row in compiles:
-        print(f"probe: train_compile={row['train_compile']} (ran {row['ran']}), N={row['members']}: "
-              f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
-              flush=True)
-    # the graph engine at the same N, timed the same way (second epoch), against the fastest of those
-    engines = bench_campaign.engine_rows(config, best["students"], steps=steps,
-                                         designs=(bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER))
-    fastest = max((row for row in compiles if row["ran"] == row["train_compile"]),
-                  key=lambda row: row["students_images_per_s"], default=None)
-    if fastest is not None:
-        today = {**fastest, "design": f"wide N={fastest['members']} {fastest['layout']} "
-                                      f"train_compile={fastest['train_compile']}"}
-        print("\n".join(f"probe: {line}" for line in bench_campaign.engine_lines(engines, today)), flush=True)
-    teachers = teacher_engines.rows(config, steps=1 if options.tiny else PROBE_STEPS) if teacher else []
+    wide = [row for row in trainers if row["design"].startswith("wide")]
+    compiles, engines = [], []
+    if wide:
+        best = max(wide, key=lambda row: row["students_images_per_s"])
+        # compiled steps are measured on CUDA only (on a CPU torch.compile would spend minutes compiling)
+        choices = PROBE_COMPILES if cuda else ("none",)
+        compiles = _guarded("train_compile", failed, lambda: bench_campaign.compile_rows(
+            config, best["students"], steps=steps, choices=choices, layout=best["layout"]))
+        for row in compiles:
+            print(f"probe: train_compile={row['train_compile']} (ran {row['ran']}), N={row['members']}: "
+                  f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
+                  flush=True)
+        # the graph engine at the same N, timed the same way (second epoch), against the fastest of those
+        for design in (bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER):
+            engines += _guarded(design, failed, lambda design=design: bench_campaign.engine_rows(
+                config, best["students"], steps=steps, designs=(design,)))
+        fastest = max((row for row in compiles if row["ran"] == row["train_compile"]),
+                      key=lambda row: row["students_images_per_s"], default=None)
+        if fastest is not None:
+            today = {**fastest, "design": f"wide N={fastest['members']} {fastest['layout']} "
+                                          f"train_compile={fastest['train_compile']}"}
+            print("\n".join(f"probe: {line}" for line in bench_campaign.engine_lines(engines, today)), flush=True)
+    teachers = []
+    for engine in TEACHER_ENGINES if teacher else ():
+        teachers += _guarded(f"teacher {engine} engine", failed, lambda engine=engine: teacher_engines.rows(
+            config, steps=1 if options.tiny else PROBE_STEPS, engines=(engine,)))
     print("\n".join(f"probe: {line}" for line in teacher_engines.lines(teachers)), flush=True)
-    return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines, "teacher": teachers}
+    return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines, "teacher": teachers,
+            "failed": failed}
+
+
+def _guarded(what: str, failed: list, measure) -> list:
+    """``measure()``'s rows, or none when it raises: a design that fails on this device (the GPU paths run there first)
+    is printed, kept in ``failed`` and left out of the choice; the window goes on."""
+    try:
+        return measure()
+    except Exception as error:  # noqa: BLE001 - any failure of one measured design: leave it out, go on
+        failed.append({"what": what, "error": f"{type(error).__name__}: {error}"[:500]})
+        print(f"probe: {what} failed ({type(error).__name__}: {error}); left out of the choice", file=sys.stderr,
+              flush=True)
+        return []
 
 
 def _engine(config: Config, options: WindowOptions, results: WindowResults, device: torch.device) -> Config:
@@ -306,7 +331,7 @@ def _admit(config, options, pending, limit, maps_done, teacher, train, test, dev
             training = group_seconds(rate, c.student_epochs, len(train), len(test))
             reader = next((e for e, _ in group if uses_maps(config, e)), group[0][0])
             maps_s = _maps_seconds(entry_config(config, reader), teacher, train) if needs_maps else 0.0
-            studies_s = studies.predicted_s(sum(e.study in STUDIED for e, _ in group))
+            studies_s = 0.0 if studies.disabled else studies.predicted_s(sum(e.study in STUDIED for e, _ in group))
             predicted = training + maps_s + studies_s
             left = clock.left() - options.reserve_s
             calibrations.append({"members": size, "students_images_per_s": rate.students_images_per_s,
@@ -399,14 +424,23 @@ def _studies(options, results, group, trained, studies: WindowStudies, clock) ->
     """Chapter 8's agreement and robustness of the group's finished students of :data:`STUDIED` studies, each while
     the budget allows (admission counted them in); a run left unmeasured is listed in window.json."""
     for (entry, key), result in zip(group, trained):
+        if studies.disabled:
+            return
         if entry.study not in STUDIED or results.runs[key]["row"]["status"] != "complete" or result.model is None:
             continue
         if clock.left() - options.reserve_s < studies.predicted_s(1):
             results.write_meta(studies_skipped=[*results.meta.get("studies_skipped", []), key])
             print(f"studies: too little time left to measure {entry.method} seed {entry.seed}", flush=True)
             continue
-        with clock.phase("studies"):
-            results.study(key, studies.measure(result.model))
+        try:
+            with clock.phase("studies"):
+                results.study(key, studies.measure(result.model))
+        except Exception as error:  # noqa: BLE001 - a failing measurement ends the studies, never the training
+            results.write_meta(studies_failed=f"{type(error).__name__}: {error}"[:500])
+            print(f"studies: failed ({type(error).__name__}: {error}); no more studies in this window",
+                  file=sys.stderr, flush=True)
+            studies.disabled = True
+            return
         results.write_meta(studies=studies.summary())
         agreement = results.studies[key]["agreement"]
         print(f"studies: {entry.method} seed {entry.seed}: Spearman with the teacher's maps {agreement['spearman']}, "

@@ -24,6 +24,7 @@ across engines equals an uninterrupted one (tests/test_teacher_graph.py). Each r
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -109,7 +110,14 @@ class _TeacherStep:
                                      device=device)
         self.lr = torch.tensor(recipe.lr, dtype=lr_dtype, device=device)
         self.fused = True if cuda else None  # elsewhere the loop's own implementation (same rounding)
-        self.optimizer = teacher_optimizer(model, recipe, lr=self.lr, fused=self.fused)
+        try:
+            self.optimizer = teacher_optimizer(model, recipe, lr=self.lr, fused=self.fused)
+        except (RuntimeError, TypeError, ValueError) as error:  # a torch without fused SGD for a tensor rate
+            print(f"fused SGD unavailable ({type(error).__name__}: {error}); the plain implementation, whose "
+                  "steps a CUDA graph may not capture (then they run eagerly: info['compile'] says so)",
+                  file=sys.stderr)
+            self.fused = None
+            self.optimizer = teacher_optimizer(model, recipe, lr=self.lr)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.buffers: dict[str, torch.Tensor] = {}
@@ -213,5 +221,6 @@ def train_teacher_graph(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, de
             tqdm.write(epoch_line("teacher", row)) if show_bar else print(epoch_line("teacher", row), flush=True)
     final = prepare_model(models.teacher(), device)  # ordinary BatchNorm layers, the trained state
     final.load_state_dict(model.state_dict())
-    info = {"compile": step.run.ran, "precision": precision_name(device), "trainer": "graph"}
+    info = {"compile": step.run.ran, "precision": precision_name(device), "trainer": "graph",
+            "optimizer": "fused SGD" if step.fused else "SGD"}
     return TrainResult(model=final, log=log, info=info)

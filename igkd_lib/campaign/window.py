@@ -443,7 +443,8 @@ def _studies(options, results, group, trained, studies: WindowStudies, clock) ->
             return
         results.write_meta(studies=studies.summary())
         agreement = results.studies[key]["agreement"]
-        print(f"studies: {entry.method} seed {entry.seed}: Spearman with the teacher's maps {agreement['spearman']}, "
+        spearman = "-" if agreement["spearman"] is None else f"{agreement['spearman']:.3f}"
+        print(f"studies: {entry.method} seed {entry.seed}: Spearman with the teacher's maps {spearman}, "
               f"top-10 % IoU {agreement['iou']:.3f} ({studies.student_s:.1f} s)", flush=True)
 
 

@@ -126,12 +126,18 @@ def test_a_window_trains_with_the_committed_engine(tmp_path):
     assert results.meta["layout"] == "serial" and results.meta["engine"]["window"] == "w3"
 
 
-def _fake_gpu_probe(tmp_path, monkeypatch, fail=()):
-    """The probe on a pretend CUDA device with faked measurements (``fail``: what raises); what each call was asked."""
+def _fake_gpu_probe(tmp_path, monkeypatch, fail=(), graph_speed=1.0):
+    """The probe on a pretend CUDA device with faked measurements (``fail``: what raises; eager wide trains 100
+    students·images/s, the graph engine ``graph_speed``); what each call was asked."""
     from igkd_lib.bench import campaign as bench_campaign
     from igkd_lib.bench import teacher_engines
 
-    calls = {"run": [], "engines": [], "teacher": []}
+    calls = {"run": [], "engines": [], "teacher": [], "compile": []}
+
+    def fake_compile(config, members, **kw):
+        calls["compile"].append({"members": members, **kw})
+        return [{"train_compile": c, "ran": c, "members": members, "layout": kw["layout"],
+                 "students_images_per_s": 100.0 if c == "none" else 140.0} for c in kw["choices"]]
 
     def fake_run(config, **kw):
         calls["run"].append(kw)
@@ -145,19 +151,19 @@ def _fake_gpu_probe(tmp_path, monkeypatch, fail=()):
         calls["engines"].append({"members": members, **kw})
         if kw["designs"][0] in fail:
             raise RuntimeError("capture failed")
-        return [{"design": kw["designs"][0], "members": members, "students_images_per_s": 1.0}]
+        return [{"design": kw["designs"][0], "members": members, "students_images_per_s": graph_speed,
+                 "ran": "cudagraph", "layout": "grouped"}]
 
     def fake_teacher(config, steps, engines):
         calls["teacher"].append((steps, engines))
         if engines[0] in fail:
             raise RuntimeError("no fused SGD here")
-        return [{"engine": engines[0], "images_per_s": 1.0}]
+        return [{"engine": engines[0], "images_per_s": 1.0, "ran": "cudagraph"}]
 
     monkeypatch.setattr(bench_campaign, "run", fake_run)
     monkeypatch.setattr(bench_campaign, "ratio_lines", lambda rows: [])
     monkeypatch.setattr(bench_campaign, "engine_lines", lambda rows, today: [])
-    monkeypatch.setattr(bench_campaign, "compile_rows", lambda config, members, **kw: calls.update(
-        compile={"members": members, **kw}) or [])
+    monkeypatch.setattr(bench_campaign, "compile_rows", fake_compile)
     monkeypatch.setattr(bench_campaign, "engine_rows", fake_engines)
     monkeypatch.setattr(teacher_engines, "rows", fake_teacher)
     monkeypatch.setattr(teacher_engines, "lines", lambda rows: [])
@@ -179,7 +185,8 @@ def test_a_gpu_probe_measures_the_candidates_and_nothing_else(tmp_path, monkeypa
     assert [c["singles"] for c in calls["run"]] == [True, False]  # the single runs once
     assert all(c["sizes"] == engine.PROBE_SIZES and c["graph_sizes"] == () for c in calls["run"])
     assert all(c["steps"] == engine.PROBE_STEPS == 24 for c in calls["run"])  # 40 by default: it must fit 60 s
-    assert calls["compile"] == {"members": 32, "steps": 24, "choices": engine.PROBE_COMPILES, "layout": "grouped"}
+    assert calls["compile"] == [{"members": 32, "steps": 24, "choices": (choice,), "layout": "grouped"}
+                                for choice in engine.PROBE_COMPILES]  # the graph engine (1) could not beat it
     assert [c["designs"] for c in calls["engines"]] == [(bench_campaign.GRAPH,), (bench_campaign.GRAPH_MEMBER,)]
     assert calls["teacher"] == [(24, ("loop",)), (24, ("graph",))]  # the unfinished teacher's engines
     compiles = [c for c in engine.candidates() if c.startswith("compile")]
@@ -199,3 +206,16 @@ def test_a_design_that_fails_on_the_device_is_left_out_and_the_window_goes_on(tm
     probe, _ = _fake_gpu_probe(tmp_path, monkeypatch, fail=("grouped", "member"))
     chosen = engine.choose(probe, "cuda", "w1")  # nothing wide ran: the defaults, for this window only
     assert chosen["settings"] == {} and not engine.current(chosen) and probe["engines"] == []
+
+
+def test_a_compiled_step_is_not_measured_once_the_graph_engine_is_out_of_its_reach(tmp_path, monkeypatch):
+    """Compiling has added at most 1.40x over eager on the H200: a graph engine at 1.6x eager (more than 1.5 x the 5 %
+    margin) needs no compiled rival, which saves the probe's longest part."""
+    probe, calls = _fake_gpu_probe(tmp_path, monkeypatch, graph_speed=160.0)
+    assert [c["choices"] for c in calls["compile"]] == [("none",)]
+    assert probe["skipped"][0]["what"] == "train_compile=cudagraph" and "1.60x eager" in probe["skipped"][0]["why"]
+    chosen = engine.choose(probe, "cuda", "w1")
+    assert chosen["settings"] == {"train_engine": "graph"}
+    assert any(line.startswith("train_compile=cudagraph not measured") for line in chosen["basis"])
+    probe, calls = _fake_gpu_probe(tmp_path, monkeypatch, graph_speed=150.0)  # 1.5x: compiling could still win
+    assert [c["choices"] for c in calls["compile"]] == [("none",), ("cudagraph",)] and probe["skipped"] == []

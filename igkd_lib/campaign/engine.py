@@ -22,8 +22,9 @@ import torch
 from igkd_lib.storage import atomic_write_json, read_json
 from igkd_lib.training.wide_model import default_layout
 
-__all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "PROBE_LAYOUTS", "PROBE_COMPILES", "PROBE_SIZES", "PROBE_STEPS",
-           "candidates", "current", "choose", "check_engine", "read_engine", "keep_engine"]
+__all__ = ["ENGINE_FILE", "COMPILE_MARGIN", "COMPILED_GAIN_BOUND", "compile_needless", "PROBE_LAYOUTS",
+           "PROBE_COMPILES", "PROBE_SIZES", "PROBE_STEPS", "candidates", "current", "choose", "check_engine",
+           "read_engine", "keep_engine"]
 
 ENGINE_FILE = "engine.json"
 # What a GPU window's probe measures (igkd_lib.campaign.window._probe), so what an engine is chosen among. The serial
@@ -36,6 +37,9 @@ PROBE_SIZES = (8, 16, 32)  # the wide group sizes measured (memory is no limit o
 # batches per measured epoch on a GPU (the benches' default is 40): the probe must fit 60 s, and at N = 16 one epoch of
 # 24 batches of 64 is 24,576 student-images, 0.4 s at the 60,000 students·images/s aimed at
 PROBE_STEPS = 24
+# the most a compiled step has gained over eager on the H200: 16,316 against 11,654 students·images/s, 1.40x, for
+# train_compile=cudagraph at N = 8 (window 20261204T155918Z); a bound of 1.5 on what compiling can add
+COMPILED_GAIN_BOUND = 1.5
 # a compiled step is kept only when it trains at least this much faster than eager in the probe
 # (compilation costs start-up time in every window, and a few per cent are within the probe's noise)
 COMPILE_MARGIN = 1.05
@@ -56,6 +60,20 @@ def current(engine: dict | None) -> bool:
     """Whether ``engine`` was chosen among today's :func:`candidates` (False for None and for a choice made before
     choices recorded them)."""
     return engine is not None and engine.get("candidates") == candidates()
+
+
+def compile_needless(compiles: list[dict], engines: list[dict]) -> str | None:
+    """Why a compiled step need not be measured (its compilation is the probe's longest part), or None: the graph
+    engine already trains more than :data:`COMPILED_GAIN_BOUND` x :data:`COMPILE_MARGIN` times eager at the same N,
+    more than compiling has ever added, so a compiled step could not be chosen over it."""
+    eager = [row["students_images_per_s"] for row in compiles
+             if row["train_compile"] == "none" and row["ran"] == "none"]
+    graphs = [row["students_images_per_s"] for row in engines]
+    if not eager or not graphs or max(graphs) < COMPILED_GAIN_BOUND * COMPILE_MARGIN * eager[0]:
+        return None
+    return (f"the graph engine trains {max(graphs) / eager[0]:.2f}x eager ({max(graphs):.0f} vs {eager[0]:.0f} "
+            f"students·images/s), more than {COMPILED_GAIN_BOUND} x {COMPILE_MARGIN}, and compiling has added at most "
+            "1.40x here")
 
 
 def choose(probe: dict, device_type: str, window: str) -> dict:
@@ -100,6 +118,7 @@ def choose(probe: dict, device_type: str, window: str) -> dict:
         basis.append(teacher[1])
         if teacher[0] != "loop":
             settings["teacher_engine"] = teacher[0]
+    basis += [f"{row['what']} not measured: {row['why']}" for row in probe.get("skipped", [])]
     return {"settings": settings, "window": window, "basis": basis, "candidates": candidates()}
 
 

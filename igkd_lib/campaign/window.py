@@ -23,6 +23,7 @@ from igkd_lib.campaign.engine import (
     PROBE_SIZES,
     PROBE_STEPS,
     choose,
+    compile_needless,
     current,
     read_engine,
 )
@@ -158,21 +159,29 @@ def _probe(config: Config, options: WindowOptions, teacher: bool) -> dict:
             graph_sizes=graph_sizes if index == len(layouts) - 1 else ()))
     print("\n".join(f"probe: {line}" for line in bench_campaign.ratio_lines(trainers)), flush=True)
     wide = [row for row in trainers if row["design"].startswith("wide")]
-    compiles, engines = [], []
+    compiles, engines, skipped = [], [], []
     if wide:
         best = max(wide, key=lambda row: row["students_images_per_s"])
-        # compiled steps are measured on CUDA only (on a CPU torch.compile would spend minutes compiling)
-        choices = PROBE_COMPILES if cuda else ("none",)
-        compiles = _guarded("train_compile", failed, lambda: bench_campaign.compile_rows(
-            config, best["students"], steps=steps, choices=choices, layout=best["layout"]))
+        measure = lambda choice: _guarded(f"train_compile={choice}", failed, lambda: bench_campaign.compile_rows(  # noqa: E731
+            config, best["students"], steps=steps, choices=(choice,), layout=best["layout"]))
+        compiles = measure("none")
+        # the graph engine at the same N, timed the same way (second epoch), against the fastest compile choice
+        for design in (bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER):
+            engines += _guarded(design, failed, lambda design=design: bench_campaign.engine_rows(
+                config, best["students"], steps=steps, designs=(design,)))
+        # compiled steps are measured on CUDA only (on a CPU torch.compile would spend minutes compiling), and only
+        # while they could still win: their compilation is the probe's longest part
+        for choice in (c for c in PROBE_COMPILES if c != "none" and cuda):
+            reason = compile_needless(compiles, engines)
+            if reason:
+                skipped.append({"what": f"train_compile={choice}", "why": reason})
+                print(f"probe: train_compile={choice} not measured: {reason}", flush=True)
+                continue
+            compiles += measure(choice)
         for row in compiles:
             print(f"probe: train_compile={row['train_compile']} (ran {row['ran']}), N={row['members']}: "
                   f"{row['layout']} layout: {row['students_images_per_s']:.0f} students·images/s in the second epoch",
                   flush=True)
-        # the graph engine at the same N, timed the same way (second epoch), against the fastest of those
-        for design in (bench_campaign.GRAPH, bench_campaign.GRAPH_MEMBER):
-            engines += _guarded(design, failed, lambda design=design: bench_campaign.engine_rows(
-                config, best["students"], steps=steps, designs=(design,)))
         fastest = max((row for row in compiles if row["ran"] == row["train_compile"]),
                       key=lambda row: row["students_images_per_s"], default=None)
         if fastest is not None:
@@ -185,7 +194,7 @@ def _probe(config: Config, options: WindowOptions, teacher: bool) -> dict:
             config, steps=1 if options.tiny else PROBE_STEPS, engines=(engine,)))
     print("\n".join(f"probe: {line}" for line in teacher_engines.lines(teachers)), flush=True)
     return {"pointwise": kernels, "trainers": trainers, "compile": compiles, "engines": engines, "teacher": teachers,
-            "failed": failed}
+            "failed": failed, "skipped": skipped}
 
 
 def _guarded(what: str, failed: list, measure) -> list:

@@ -31,9 +31,8 @@ from igkd_lib.training.teacher import (
 )
 from igkd_lib.training.teacher_graph import teacher_trainer
 
-__all__ = ["RESUME_FILES", "FIRST_EPOCH_S", "train_in_window", "epochs_done", "split_checkpoint", "join_checkpoint",
-           "check_install",
-           "write_install", "install", "measured_accuracy", "ship_to"]
+__all__ = ["RESUME_FILES", "FIRST_EPOCH_S", "train_in_window", "checkpoint_log", "epochs_done", "split_checkpoint",
+           "join_checkpoint", "check_install", "write_install", "install", "measured_accuracy", "ship_to"]
 
 
 def measured_accuracy(model: torch.nn.Module, test: Cifar10, batch_size: int = 1000) -> float:
@@ -88,10 +87,16 @@ def ship_to(result: TrainResult, config: Config, source: str, device: torch.devi
     return card
 
 
-def epochs_done(checkpoint: Path) -> int:
-    """Epochs a window's scratch checkpoint holds (0 when absent), read as tensors and plain data only."""
+def checkpoint_log(checkpoint: Path) -> list:
+    """The per-epoch rows a window's scratch checkpoint holds (none when absent), read as tensors and plain data
+    only."""
     state = load_checkpoint(checkpoint)  # weights_only; an unreadable one is moved aside
-    return len(state["log"]) if state else 0
+    return state["log"] if state else []
+
+
+def epochs_done(checkpoint: Path) -> int:
+    """Epochs a window's scratch checkpoint holds (0 when absent)."""
+    return len(checkpoint_log(checkpoint))
 
 
 def split_checkpoint(checkpoint: Path, folder: Path) -> dict:

@@ -25,7 +25,7 @@ from torch import nn
 
 from igkd_lib.config import Config
 from igkd_lib.data.cifar10 import Cifar10, stratified_subset
-from igkd_lib.evidence.corrupted_images import CORRUPTIONS, correct_by_version, subsets, versions
+from igkd_lib.evidence.corrupted_images import CORRUPTIONS, accuracy_rows, correct_by_version, subsets, versions
 from igkd_lib.evidence.map_agreement import model_maps, probe_images, spearman_per_image, top_fraction_iou
 from igkd_lib.evidence.run_rows import RUN_KEY
 from igkd_lib.timing import Stopwatch
@@ -64,13 +64,7 @@ class StudyProbe:
     def _robustness(self, model: nn.Module) -> list[dict]:
         batch = EVAL_BATCH_CUDA if self.device.type == "cuda" else 500
         correct = correct_by_version(model, self.versions, self.robust.labels, batch, self.device)
-        rows = []
-        for (kind, severity, _), right in zip(self.versions, correct):
-            for subset, mask in self.masks.items():
-                accuracy = float(right[mask].float().mean() * 100) if mask.any() else None
-                rows.append({"kind": kind, "severity": severity, "subset": subset, "n": int(mask.sum()),
-                             "accuracy": accuracy})
-        return rows
+        return accuracy_rows(self.versions, correct, self.masks)
 
     def measure(self, model: nn.Module) -> dict:
         """The run's record: ``agreement`` (n_images, mean Spearman, mean IoU over images) and ``robustness`` rows."""

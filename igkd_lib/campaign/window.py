@@ -30,6 +30,7 @@ from igkd_lib.campaign.engine import (
 from igkd_lib.campaign.ingest import done_keys
 from igkd_lib.campaign.maps_check import bf16_agreement
 from igkd_lib.campaign.paper_teacher import (
+    checkpoint_log,
     epochs_done,
     join_checkpoint,
     measured_accuracy,
@@ -53,7 +54,7 @@ from igkd_lib.campaign.targets import target_lines, target_rows
 from igkd_lib.config import TEACHER_ENGINES, Config
 from igkd_lib.data.cifar10 import SOURCE_LABELS, load_splits
 from igkd_lib.provenance import device_name, resolve_device
-from igkd_lib.storage import load_checkpoint, model_sha256
+from igkd_lib.storage import model_sha256
 from igkd_lib.training import wide
 from igkd_lib.training.graph_step import train_members
 from igkd_lib.training.loop import precision_name
@@ -243,10 +244,10 @@ def _teacher_phase(config, options, results, train, test, device, clock):
     _resume_teacher(config, options, train, checkpoint)
     before = epochs_done(checkpoint)
     result = train_in_window(config, train, test, device, checkpoint, lambda: clock.left() - options.reserve_s)
-    trained = (result.log if result is not None else _teacher_log(checkpoint))[before:]
-    here = {"engine": config.teacher_engine, "epoch_seconds": [row["seconds"] for row in trained]}
+    log = result.log if result is not None else checkpoint_log(checkpoint)
+    here = {"engine": config.teacher_engine, "epoch_seconds": [row["seconds"] for row in log[before:]]}
     if result is None:
-        done = epochs_done(checkpoint)
+        done = len(log)
         hashes = split_checkpoint(checkpoint, options.out) if done else {}
         print(f"teacher: {done}/{config.teacher_epochs} epochs when the budget ended; resume files written",
               flush=True)
@@ -259,12 +260,6 @@ def _teacher_phase(config, options, results, train, test, device, clock):
     results.write_meta(teacher={"status": "finished", "sha256": card["sha256"], **here,
                                 "card_accuracy": card["test_accuracy"], "measured_accuracy": accuracy})
     return model, card["sha256"]
-
-
-def _teacher_log(checkpoint: Path) -> list:
-    """The log rows of the scratch checkpoint (none when absent)."""
-    state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
-    return state["log"] if state else []
 
 
 def _resume_teacher(config, options, train, checkpoint: Path) -> None:

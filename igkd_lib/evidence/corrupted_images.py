@@ -19,7 +19,8 @@ from igkd_lib.data.augment import to_float
 from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.training.loop import predict_logits
 
-__all__ = ["SEVERITIES", "CORRUPTIONS", "corrupt", "exact_pixel_mask", "versions", "correct_by_version", "subsets"]
+__all__ = ["SEVERITIES", "CORRUPTIONS", "corrupt", "exact_pixel_mask", "versions", "correct_by_version", "subsets",
+           "accuracy_rows"]
 
 # parameter per severity 1..5
 SEVERITIES = {
@@ -109,3 +110,11 @@ def correct_by_version(model, versions_: list[tuple], labels: torch.Tensor, batc
     device = device or torch.device("cpu")
     model = model.eval()
     return [predict_logits(model, images, batch_size, device).argmax(1) == labels for _, _, images in versions_]
+
+
+def accuracy_rows(versions_: list[tuple], correct: list[torch.Tensor], masks: dict) -> list[dict]:
+    """One row per version and subset: kind, severity, subset, n and accuracy (%; None for an empty subset), from
+    :func:`correct_by_version`'s answers and :func:`subsets`' masks."""
+    return [{"kind": kind, "severity": severity, "subset": subset, "n": int(mask.sum()),
+             "accuracy": float(right[mask].float().mean() * 100) if mask.any() else None}
+            for (kind, severity, _), right in zip(versions_, correct) for subset, mask in masks.items()]

@@ -13,6 +13,7 @@ from igkd_lib.data.cifar10 import Cifar10
 from igkd_lib.evidence.corrupted_images import (
     CORRUPTIONS,
     SEVERITIES,
+    accuracy_rows,
     correct_by_version,
     corrupt,
     exact_pixel_mask,
@@ -34,14 +35,10 @@ def robustness_rows(models: dict, data: Cifar10, kinds=CORRUPTIONS, severities=(
     """
     masks = subsets(data)
     made = versions(data.images, kinds, severities, seed)
-    rows = []
-    for label, (model, method, run_seed) in models.items():
-        correct = correct_by_version(model, made, data.labels, batch_size)
-        for (kind, severity, _), right in zip(made, correct):
-            for subset, mask in masks.items():
-                rows.append({"model": label, "method": method, "seed": run_seed, "kind": kind, "severity": severity,
-                             "subset": subset, "n": int(mask.sum()),
-                             "accuracy": float(right[mask].float().mean() * 100) if mask.any() else float("nan")})
+    rows = [{"model": label, "method": method, "seed": run_seed, **row,
+             "accuracy": float("nan") if row["accuracy"] is None else row["accuracy"]}
+            for label, (model, method, run_seed) in models.items()
+            for row in accuracy_rows(made, correct_by_version(model, made, data.labels, batch_size), masks)]
     return pd.DataFrame(rows, columns=["model", "method", "seed", "kind", "severity", "subset", "n", "accuracy"])
 
 

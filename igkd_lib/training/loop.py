@@ -35,7 +35,7 @@ from igkd_lib.timing import Stopwatch
 __all__ = ["warmup_cosine", "evaluate", "predict_logits", "TrainResult", "train_loop", "prepare_model",
            "epoch_generator", "autocast", "returned_weights", "interactive", "compiled", "COMPILE_CHOICES",
            "precision_name", "epoch_line", "device_correct", "guarded_call", "BATCH_ENV", "resume_checkpoint",
-           "save_checkpoint", "epoch_row"]
+           "save_checkpoint", "epoch_row", "finite_row", "print_epoch"]
 
 COMPILE_CHOICES = ("none", "compile", "cudagraph")
 BATCH_ENV = "IGKD_BATCH"  # set (not "0"): a batch run, progress as one line per epoch, never bars (interactive)
@@ -219,6 +219,20 @@ def _step_draws(draws, positions_slice: slice, device: torch.device):
     return {key: value[positions_slice].to(device) for key, value in draws.items()}
 
 
+def finite_row(row: dict, desc: str) -> dict:
+    """``row`` when its training loss is finite; else :class:`igkd_lib.errors.NonFiniteLossError` (checked before any
+    checkpoint: a diverged run is never saved or cached)."""
+    if not math.isfinite(row["loss"]):
+        raise NonFiniteLossError(f"{desc}: the training loss became {row['loss']} in epoch {row['epoch']}; "
+                                 "lower the learning rate or check the inputs (nothing was saved)")
+    return row
+
+
+def print_epoch(desc: str, row: dict, show_bar: bool) -> None:
+    """The epoch's one line: under the progress bar where one is shown, else printed."""
+    tqdm.write(epoch_line(desc, row)) if show_bar else print(epoch_line(desc, row), flush=True)
+
+
 def epoch_row(epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor, n: int, test_correct: torch.Tensor,
                n_test: int, watch: Stopwatch) -> dict:
     """The epoch's log row; the one place the epoch's device-side sums are read.
@@ -298,14 +312,11 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, lr_at: Callab
         if average is not None:
             average_correct = device_correct(average.module, test_images, test_labels, eval_batch_size)
             row = {**row, "test_acc": 100.0 * int(average_correct) / len(test), "live_test_acc": row["test_acc"]}
-        if not math.isfinite(row["loss"]):  # before any checkpoint: a diverged run is never saved or cached
-            raise NonFiniteLossError(f"{desc}: the training loss became {row['loss']} in epoch {epoch + 1}; "
-                                     "lower the learning rate or check the inputs (nothing was saved)")
-        log.append(row)
+        log.append(finite_row(row, desc))
         done_here += 1
         save_checkpoint(checkpoint, meta, model, optimizer.state_dict(), average, epoch, log)
         if progress:
-            tqdm.write(epoch_line(desc, row)) if show_bar else print(epoch_line(desc, row), flush=True)
+            print_epoch(desc, row, show_bar)
     info = {"compile": compile_used, "precision": precision_name(device), "trainer": "single"}
     return TrainResult(model=average.module if average is not None else model, log=log, info=info)
 

@@ -36,18 +36,18 @@ from igkd_lib import models
 from igkd_lib.config import TEACHER_ENGINES
 from igkd_lib.data.augment import draw_crops, draws_batch
 from igkd_lib.data.cifar10 import Cifar10
-from igkd_lib.errors import NonFiniteLossError
 from igkd_lib.timing import Stopwatch
 from igkd_lib.training.cuda_graph import GraphedStep, copy_static, device_step
 from igkd_lib.training.loop import (
     TrainResult,
     device_correct,
     epoch_generator,
-    epoch_line,
     epoch_row,
+    finite_row,
     interactive,
     precision_name,
     prepare_model,
+    print_epoch,
     resume_checkpoint,
     save_checkpoint,
     warmup_cosine,
@@ -90,7 +90,7 @@ def teacher_epoch_draws(n: int, batch_size: int, padding: int, generator: torch.
 class _TeacherStep:
     """An epoch's fixed device buffers and the one step function over them."""
 
-    def __init__(self, recipe: TeacherRecipe, model: nn.Module, rows: RowWeights, images, labels, first_step: int,
+    def __init__(self, recipe: TeacherRecipe, model: nn.Module, rows: RowWeights, images, labels,
                  device: torch.device):
         n, batch = len(images), recipe.batch_size
         self.recipe, self.model, self.rows, self.images, self.labels = recipe, model, rows, images, labels
@@ -102,7 +102,7 @@ class _TeacherStep:
         self.last_rows = (torch.arange(batch, device=device) < self.last_count).to(torch.float32)
         self.ramp = torch.arange(batch, device=device)
         self.k = torch.zeros((), dtype=torch.int64, device=device)
-        self.global_step = torch.full((1,), first_step, dtype=torch.int64, device=device)
+        self.global_step = torch.zeros(1, dtype=torch.int64, device=device)  # set where the run starts or resumes
         cuda = device.type == "cuda"
         lr_dtype = torch.float32 if cuda else torch.float64
         lr_at = warmup_cosine(recipe.lr, recipe.epochs * self.steps, recipe.warmup)
@@ -191,11 +191,10 @@ def train_teacher_graph(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, de
     test_images, test_labels = test.images.to(device), test.labels.to(device)
     if device.type == "cuda":
         eval_batch_size = max(eval_batch_size, EVAL_BATCH_CUDA)
-    steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
-    step = _TeacherStep(recipe, model, rows, images, labels, 0, device)
+    step = _TeacherStep(recipe, model, rows, images, labels, device)
     start_epoch, log = resume_checkpoint(checkpoint, meta, model, step.optimizer, None, device)
     step.adopt_optimizer_state()
-    step.global_step.fill_(start_epoch * steps_per_epoch)
+    step.global_step.fill_(start_epoch * step.steps)
     show_bar = progress and interactive()
     for done_here, epoch in enumerate(range(start_epoch, recipe.epochs)):
         if stop_after is not None and done_here >= stop_after:
@@ -205,20 +204,16 @@ def train_teacher_graph(recipe: TeacherRecipe, train: Cifar10, test: Cifar10, de
         watch = Stopwatch()
         step.load(draws)
         size = recipe.size_at(epoch)
-        bar = tqdm(range(steps_per_epoch), desc=f"teacher epoch {epoch + 1}/{recipe.epochs}", disable=not show_bar,
+        bar = tqdm(range(step.steps), desc=f"teacher epoch {epoch + 1}/{recipe.epochs}", disable=not show_bar,
                    leave=False, unit="batch")
         for s in bar:
-            step.run((step.partial and s == steps_per_epoch - 1, size))
+            step.run((step.partial and s == step.steps - 1, size))
         row = epoch_row(epoch, step.loss_sum, step.correct, len(train),
                         device_correct(model, test_images, test_labels, eval_batch_size), len(test), watch)
-        row["trainer"] = "graph"
-        if not math.isfinite(row["loss"]):  # before any checkpoint: a diverged run is never saved or cached
-            raise NonFiniteLossError(f"teacher: the training loss became {row['loss']} in epoch {epoch + 1}; "
-                                     "lower the learning rate or check the inputs (nothing was saved)")
-        log.append(row)
+        log.append(finite_row({**row, "trainer": "graph"}, "teacher"))
         save_checkpoint(checkpoint, meta, model, step.portable_state(), None, epoch, log)
         if progress:
-            tqdm.write(epoch_line("teacher", row)) if show_bar else print(epoch_line("teacher", row), flush=True)
+            print_epoch("teacher", log[-1], show_bar)
     final = prepare_model(models.teacher(), device)  # ordinary BatchNorm layers, the trained state
     final.load_state_dict(model.state_dict())
     info = {"compile": step.run.ran, "precision": precision_name(device), "trainer": "graph",

@@ -34,6 +34,7 @@ def test_table1_runs_come_back_in_the_chapters_shapes(tmp_path):
     committed = read_committed_studies("paper", tmp_path)
     assert list(committed.agreement["model"]) == ["kd_ig", "kd_ig", "baseline", "baseline"]
     assert "4 Table 1 runs (baseline 2, kd 0, ig 0, kd_ig 2)" in committed.line and "windows w1" in committed.line
+    assert "profile paper · seeds 0, 1 · data offline · device NVIDIA H200" in committed.line
     welch = agreement.welch_by_method(committed.agreement)
     assert welch.loc[0, "n"] == "2 vs 2" and welch.loc[0, "KD + IG"] == "0.610"
     drops = corruptions.drop_welch(corruptions.mean_drop_per_run(committed.robustness))

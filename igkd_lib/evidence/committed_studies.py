@@ -64,6 +64,8 @@ def read_committed_studies(profile: str = "paper", results_dir: Path = RESULTS_D
         return CommittedStudies(pd.DataFrame(columns=_AGREEMENT_COLUMNS), pd.DataFrame(columns=_ROBUSTNESS_COLUMNS),
                                 "paper-scale students measured in GPU windows: none yet (a window measures each "
                                 "Table 1 student it finishes: results/paper/studies_*.csv)")
+    devices = ", ".join(sorted(agreement["device"].astype(str).unique()))
+    seeds = ", ".join(str(int(seed)) for seed in sorted(agreement["seed"].unique()))
     agreement = agreement.assign(model=agreement["method"], label=_label(agreement))[_AGREEMENT_COLUMNS]
     robustness = robustness.assign(model=_label(robustness))[_ROBUSTNESS_COLUMNS]
     counts = ", ".join(f"{m} {int((agreement['model'] == m).sum())}" for m in METHODS)
@@ -73,7 +75,8 @@ def read_committed_studies(profile: str = "paper", results_dir: Path = RESULTS_D
     sources, windows = (", ".join(sorted(agreement[name].astype(str).unique())) for name in ("data_source", "window"))
     line = (f"paper-scale students measured in GPU windows: {len(agreement)} Table 1 runs ({counts}); agreement on "
             f"{images} probe images each, robustness on {int(tested.max()) if len(tested) else 0} test images in "
-            f"{len(versions)} corrupted versions · data {sources} · windows {windows}")
+            f"{len(versions)} corrupted versions · profile {profile} · seeds {seeds} · data {sources} · device "
+            f"{devices} · windows {windows}")
     return CommittedStudies(agreement.reset_index(drop=True), robustness.reset_index(drop=True), line)
 
 
